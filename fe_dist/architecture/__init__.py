@@ -1,0 +1,5 @@
+"""Model architectures."""
+
+from fe_dist.architecture.lenet import LeNet
+
+__all__ = ["LeNet"]

@@ -1,0 +1,137 @@
+"""`Context`: what the rest of fe_dist knows about the ranks of a run.
+
+Two implementations: `LocalContext` (one process) and `HorovodContext` (Horovod's collectives).
+Nothing outside `fe_dist/distributed/` imports horovod; everything else talks to this interface.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from fe_dist.errors import ConfigError, DistributedError
+
+
+class Context(abc.ABC):
+    """The ranks of a run and the collectives fe_dist needs.
+
+    Attributes:
+        rank: This process's rank, 0 to size - 1.
+        size: Number of ranks.
+        local_rank: Rank among the processes on this host (selects the GPU).
+        local_size: Number of ranks on this host (divides the CPU cores).
+        threads: Intra-op threads this rank was pinned to.
+        backend: "local" or "horovod".
+    """
+
+    backend: str = ""
+
+    def __init__(self, rank: int, size: int, local_rank: int, local_size: int) -> None:
+        self.rank = rank
+        self.size = size
+        self.local_rank = local_rank
+        self.local_size = local_size
+        self.threads = 0
+        self.device = "CPU"
+        # Counted in the graph, so they count every executed allreduce, not just traced ones.
+        self._reduced_tensors: tf.Variable | None = None
+        self._reduced_bytes: tf.Variable | None = None
+
+    @property
+    def is_chief(self) -> bool:
+        """True on rank 0, which logs and whose plan and start state every rank adopts."""
+        return self.rank == 0
+
+    # -- collectives implemented by each backend --------------------------------------------------
+    @abc.abstractmethod
+    def broadcast_object(self, obj: Any, name: str, root: int = 0) -> Any:
+        """Rank ``root``'s ``obj`` (picklable), on every rank."""
+
+    @abc.abstractmethod
+    def allgather_object(self, obj: Any, name: str) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on every rank."""
+
+    @abc.abstractmethod
+    def _allreduce_sum(self, tensors: list[tf.Tensor], name: str) -> list[tf.Tensor]:
+        """Element-wise sums over ranks; callable inside ``tf.function``."""
+
+    @abc.abstractmethod
+    def _broadcast_tensor(self, tensor: tf.Tensor, name: str, root: int) -> tf.Tensor:
+        """Rank ``root``'s value of ``tensor``."""
+
+    @abc.abstractmethod
+    def barrier(self) -> None:
+        """Wait until every rank gets here."""
+
+    # -- what fe_dist uses --------------------------------------------------------------------------
+    def allreduce_gradients(self, grads: Sequence[tf.Tensor | None],
+                            variables: Sequence[tf.Variable], name: str) -> list[tf.Tensor]:
+        """Sum gradients over ranks in one grouped allreduce.
+
+        None gradients (a variable the loss does not reach) become zeros first: Horovod skips
+        None, and a None on one rank but not another would desynchronise the ranks.
+
+        Args:
+            grads: One gradient per variable.
+            variables: The variables, for shapes and dtypes of the zeros.
+            name: Collective name; must be the same on every rank and unique per model (ranks
+                match collectives by name, not by order).
+        """
+        dense = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                 for g, v in zip(grads, variables)]
+        if not dense:
+            return []
+        self._ensure_counters()
+        self._reduced_tensors.assign_add(len(dense))
+        self._reduced_bytes.assign_add(sum(_nbytes(t) for t in dense))
+        return self._allreduce_sum(dense, name)
+
+    def communication_counters(self) -> tuple[int, int]:
+        """(gradient tensors, gradient bytes) allreduced so far by `allreduce_gradients`."""
+        if self._reduced_tensors is None:
+            return 0, 0
+        return int(self._reduced_tensors.numpy()), int(self._reduced_bytes.numpy())
+
+    def _ensure_counters(self) -> None:
+        if self._reduced_tensors is None:
+            with tf.init_scope():
+                self._reduced_tensors = tf.Variable(0, dtype=tf.int64, trainable=False)
+                self._reduced_bytes = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def broadcast_variables(self, variables: Sequence[Any], names: Sequence[str],
+                            root: int = 0) -> None:
+        """Assign rank ``root``'s values to ``variables`` on every rank."""
+        for var, name in zip(variables, names):
+            var.assign(self._broadcast_tensor(tf.convert_to_tensor(var), name, root))
+
+    def sum(self, values: dict[str, float], name: str) -> dict[str, float]:
+        """Sum of each value over ranks (float64), for metric sums and counts."""
+        keys = sorted(values)
+        if not keys:
+            return {}
+        local = tf.constant([float(values[k]) for k in keys], dtype=tf.float64)
+        total = self._allreduce_sum([local], name)[0].numpy()
+        return {k: float(v) for k, v in zip(keys, total)}
+
+    def agree(self, error: BaseException | None, what: str) -> None:
+        """Raise on every rank if any rank hit ``error``.
+
+        Each rank reports whether its check failed; all ranks then raise together, so a mistake
+        seen by one rank cannot leave the others waiting in a collective.
+        """
+        report = None if error is None else (type(error).__name__, str(error))
+        reports = self.allgather_object(report, name=f"fe.agree.{what}")
+        if error is not None:
+            raise error
+        failed = [(r, rep) for r, rep in enumerate(reports) if rep is not None]
+        if failed:
+            rank, (kind, message) = failed[0]
+            cls = ConfigError if kind == ConfigError.__name__ else DistributedError
+            raise cls(f"[rank {rank} failed the {what} check] {message}")
+
+
+def _nbytes(tensor: tf.Tensor) -> int:
+    return int(np.prod(tensor.shape.as_list())) * tensor.dtype.size

@@ -1,0 +1,159 @@
+"""`Estimator`: the epoch loop. Plan → broadcast → check → train/eval → summary."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, TypeVar
+
+import tensorflow as tf
+
+from fe_dist.distributed import Context, get_context
+from fe_dist.errors import DistributedError
+from fe_dist.network import Network
+from fe_dist.pipeline import Pipeline
+from fe_dist.preflight import run_preflight
+from fe_dist.schedule import Plan, build_plan, first_difference
+from fe_dist.summary import EpochRecord, Summary
+
+T = TypeVar("T")
+
+
+class Estimator:
+    """Trains a Network on a Pipeline for a number of epochs, on one rank or many.
+
+    Args:
+        pipeline: The data, global batch size and pipeline ops.
+        network: The models and network ops.
+        epochs: Number of epochs.
+        seed: Seed of the per-epoch shuffle (the same on every rank).
+        verbose: Print the run header and one line per epoch (rank 0 only).
+    """
+
+    def __init__(self, pipeline: Pipeline, network: Network, epochs: int, seed: int = 0,
+                 verbose: bool = True) -> None:
+        self.pipeline = pipeline
+        self.network = network
+        self.epochs = epochs
+        self.seed = seed
+        self.verbose = verbose
+        self.plan: Plan | None = None
+
+    def fit(self) -> Summary:
+        """Train and evaluate every epoch; returns the same `Summary` on every rank.
+
+        Before the first step every rank agrees on rank 0's plan and checks and compiles each
+        signature epoch; any mistake raises on every rank together.
+        """
+        ctx = get_context()
+        start = time.perf_counter()
+        self.plan = plan = self._agree_on_plan(ctx)
+        self._log(ctx, f"fe_dist: {ctx.size} rank(s), backend {ctx.backend}"
+                       f"{'/' + ctx.controller if hasattr(ctx, 'controller') else ''}, "
+                       f"{ctx.device}, {ctx.threads} thread(s) per rank; schedule changes at "
+                       f"epochs {plan['signature_epochs']}")
+        _together(ctx, "preflight", lambda: run_preflight(self.pipeline, self.network, plan, ctx))
+        self._broadcast_start_state(ctx)
+        records = [self._run_epoch(plan["epochs"][epoch], ctx) for epoch in range(self.epochs)]
+        return Summary(records=records, backend=ctx.backend, world_size=ctx.size,
+                       signature_epochs=plan["signature_epochs"],
+                       total_seconds=time.perf_counter() - start,
+                       trace_count=sum(self.network.trace_counts.values()))
+
+    def _agree_on_plan(self, ctx: Context) -> Plan:
+        local = _together(ctx, "schedule", lambda: build_plan(
+            self.pipeline, self.network, self.epochs, ctx.size, self.seed))
+        reference = ctx.broadcast_object(local if ctx.is_chief else None, name="fe.plan")
+        diff = first_difference(reference, local)
+        error = None if diff is None else DistributedError(
+            f"The ranks built different programs: {diff}. Every rank must run the same program "
+            "with the same schedules, data sizes and models.")
+        ctx.agree(error, "plan")
+        return reference
+
+    def _broadcast_start_state(self, ctx: Context) -> None:
+        if ctx.size == 1:
+            return
+        for name, model in sorted(self.network.models.items()):
+            ctx.broadcast_variables(model.variables, [
+                f"fe.init.{name}.var.{i}" for i in range(len(model.variables))])
+            ctx.broadcast_variables(model.optimizer.variables, [
+                f"fe.init.{name}.opt.{i}" for i in range(len(model.optimizer.variables))])
+
+    def _run_epoch(self, entry: dict[str, Any], ctx: Context) -> EpochRecord:
+        epoch, batch = entry["epoch"], entry["global_batch"]
+        report: dict[str, Any] = {"steps": 0, "train": {}, "eval": {}}
+        tensors_before, bytes_before = ctx.communication_counters()
+        start = time.perf_counter()
+        if entry["trained_models"]:
+            ds = self.pipeline.get_train_dataset(epoch, batch, ctx, seed=self.seed)
+            step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx)
+            global_batch = tf.constant(batch, tf.float32)
+            outputs = [step(b, global_batch) for b in ds]
+            report["steps"] = len(outputs)
+            report["train"] = _add(outputs)
+        report["train_seconds"] = time.perf_counter() - start
+        tensors_after, bytes_after = ctx.communication_counters()
+        report["reduced"] = (tensors_after - tensors_before, bytes_after - bytes_before)
+        if "eval" in self.pipeline.data:
+            eval_start = time.perf_counter()
+            ds = self.pipeline.get_eval_dataset(epoch, batch, ctx)
+            step = self.network.get_eval_step(epoch, dict(ds.element_spec))
+            report["eval"] = _add([step(b) for b in ds])
+            report["eval_seconds"] = time.perf_counter() - eval_start
+        record = self._record(entry, ctx.allgather_object(report, name="fe.epoch_report"), ctx)
+        self._log(ctx, record.log_line())
+        return record
+
+    def _record(self, entry: dict[str, Any], reports: list[dict[str, Any]],
+                ctx: Context) -> EpochRecord:
+        steps = {r["steps"] for r in reports}
+        if len(steps) != 1:  # impossible by construction; say so loudly rather than mis-report
+            raise DistributedError(f"Epoch {entry['epoch']}: ranks ran different step counts "
+                                   f"{[r['steps'] for r in reports]}.")
+        steps = steps.pop()
+        train = _sum_dicts(r["train"] for r in reports)
+        evals = _sum_dicts(r["eval"] for r in reports)
+        samples = steps * entry["global_batch"]
+        count = evals.pop("count", 0.0)
+        seconds = max(r["train_seconds"] for r in reports)
+        tensors, nbytes = reports[ctx.rank]["reduced"]
+        return EpochRecord(
+            epoch=entry["epoch"], global_batch=entry["global_batch"],
+            per_rank_batch=entry["per_rank_batch"], world_size=ctx.size,
+            trained_models=entry["trained_models"], steps=steps, train_samples=samples,
+            train_loss={k: v / samples for k, v in train.items()} if samples else {},
+            eval_metrics={k: v / count for k, v in evals.items()} if count else {},
+            seconds=seconds, samples_per_sec=samples / seconds if seconds > 0 else 0.0,
+            eval_seconds=max(r.get("eval_seconds", 0.0) for r in reports),
+            pipeline_ops=entry["pipeline_train_ops"], network_ops=entry["network_train_ops"],
+            allreduced_tensors_per_step=tensors / steps if steps else 0.0,
+            allreduced_bytes_per_step=nbytes / steps if steps else 0.0)
+
+    def _log(self, ctx: Context, line: str) -> None:
+        if self.verbose and ctx.is_chief:
+            print(line, flush=True)
+
+
+def _together(ctx: Context, what: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on every rank; if it fails on any rank, raise on all of them."""
+    error, result = None, None
+    try:
+        result = fn()
+    except Exception as err:  # noqa: BLE001 - re-raised on every rank by ctx.agree
+        error = err
+    ctx.agree(error, what)
+    return result
+
+
+def _add(outputs: list[dict[str, tf.Tensor]]) -> dict[str, float]:
+    if not outputs:
+        return {}
+    return {k: float(tf.add_n([o[k] for o in outputs]).numpy()) for k in outputs[0]}
+
+
+def _sum_dicts(dicts: Any) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0.0) + v
+    return total

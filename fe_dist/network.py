@@ -1,0 +1,131 @@
+"""`Network`: models and ops, and the compiled train and eval steps of each epoch."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+from fe_dist.distributed import Context, get_context
+from fe_dist.errors import ConfigError
+from fe_dist.op.op import Op, check_ops, run_ops
+from fe_dist.op.tensorop.loss import LossOp
+from fe_dist.op.tensorop.model import ModelOp
+from fe_dist.schedule import Scheduler, get_current_items
+
+Spec = dict[str, tf.TensorSpec]
+
+
+class Network:
+    """The ops that run on each batch after the pipeline: models, losses and the rest.
+
+    Args:
+        ops: Tensor ops, ModelOps and loss ops, each may be a Scheduler of ops.
+    """
+
+    def __init__(self, ops: Sequence[Op | Scheduler[Op]]) -> None:
+        get_context()
+        self.ops = check_ops(ops, "Network")
+        self.models: dict[str, keras.Model] = {}
+        for item in self.ops:
+            values = item.get_all_values() if isinstance(item, Scheduler) else [item]
+            for op in values:
+                if isinstance(op, ModelOp):
+                    known = self.models.setdefault(op.model.model_name, op.model)
+                    if known is not op.model:
+                        raise ConfigError(f"Two different models are named {op.model.model_name!r}."
+                                          " Give each fe.build a unique model_name.")
+        if not self.models:
+            raise ConfigError("Network has no ModelOp: add ModelOp(inputs=..., model=..., "
+                              "outputs=...) for each model.")
+        self._steps: dict[tuple, Callable] = {}
+        self.trace_counts: Counter[tuple] = Counter()
+
+    def get_ops(self, epoch: int, mode: str) -> list[Op]:
+        """Ops active at ``epoch`` in ``mode``."""
+        return get_current_items(self.ops, epoch, mode)
+
+    def scheduled_items(self) -> list[Any]:
+        """Everything that may change by epoch, for signature epochs."""
+        return list(self.ops)
+
+    def trained_models(self, epoch: int) -> list[keras.Model]:
+        """Models that train at ``epoch``: those of active, trainable, train-mode ModelOps."""
+        names = []
+        for op in self.get_ops(epoch, "train"):
+            if isinstance(op, ModelOp) and op.trainable and op.model.model_name not in names:
+                names.append(op.model.model_name)
+        return [self.models[n] for n in names]
+
+    # -- compiled steps ---------------------------------------------------------------------------
+    def get_train_step(self, epoch: int, spec: Spec,
+                       ctx: Context | None = None) -> Callable[[dict, tf.Tensor], dict]:
+        """The compiled train step for ``epoch``'s ops on batches of ``spec``.
+
+        Called as ``step(batch, global_batch_size)``; returns this rank's loss sums. Steps are
+        cached by (ops, models, input spec): one trace per distinct signature for the whole run.
+        """
+        ctx = ctx or get_context()
+        ops = self.get_ops(epoch, "train")
+        models = self.trained_models(epoch)
+        key = ("train", tuple(op.signature() for op in ops),
+               tuple(m.model_name for m in models), _spec_key(spec))
+        if key not in self._steps:
+            self._steps[key] = self._compile_train(key, ops, models, spec, ctx)
+        return self._steps[key]
+
+    def get_eval_step(self, epoch: int, spec: Spec) -> Callable[[dict], dict]:
+        """The compiled eval step for ``epoch``: loss and metric sums plus the sample count."""
+        ops = self.get_ops(epoch, "eval")
+        key = ("eval", tuple(op.signature() for op in ops), (), _spec_key(spec))
+        if key not in self._steps:
+            self._steps[key] = self._compile_eval(key, ops, spec)
+        return self._steps[key]
+
+    def _compile_train(self, key: tuple, ops: list[Op], models: list[keras.Model], spec: Spec,
+                       ctx: Context) -> Callable:
+        loss_keys = sorted({m.loss_name for m in models})
+
+        def train_step(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> dict:
+            self.trace_counts[key] += 1  # Python runs only while tracing
+            store = dict(batch)
+            with tf.GradientTape(persistent=len(models) > 1) as tape:
+                run_ops(ops, store, {"mode": "train"})
+                # Sum of this rank's per-sample losses over the *global* batch: summing the
+                # gradients over ranks then gives exactly the single-process gradient.
+                losses = {k: tf.reduce_sum(store[k]) for k in loss_keys}
+                scaled = {k: v / global_batch for k, v in losses.items()}
+            for model in models:
+                variables = model.trainable_variables
+                grads = tape.gradient(scaled[model.loss_name], variables)
+                grads = ctx.allreduce_gradients(grads, variables,
+                                                name=f"fe.grad.{model.model_name}")
+                model.optimizer.apply_gradients(zip(grads, variables))
+            return losses
+
+        signature = (spec, tf.TensorSpec([], tf.float32))
+        return tf.function(train_step, input_signature=signature)
+
+    def _compile_eval(self, key: tuple, ops: list[Op], spec: Spec) -> Callable:
+        loss_ops = [op for op in ops if isinstance(op, LossOp)]
+
+        def eval_step(batch: dict[str, tf.Tensor]) -> dict:
+            self.trace_counts[key] += 1
+            store = run_ops(ops, dict(batch), {"mode": "eval"})
+            sums = {"count": tf.cast(tf.shape(next(iter(batch.values())))[0], tf.float32)}
+            for op in loss_ops:
+                loss_key = op.outputs[0]
+                sums[loss_key] = tf.reduce_sum(store[loss_key])
+                y_true, y_pred = (store[k] for k in op.inputs)
+                for name, values in op.per_sample_metrics(y_true, y_pred).items():
+                    sums[name if len(loss_ops) == 1 else f"{loss_key}_{name}"] = \
+                        tf.reduce_sum(values)
+            return sums
+
+        return tf.function(eval_step, input_signature=(spec,))
+
+
+def _spec_key(spec: Spec) -> tuple:
+    return tuple((k, s.dtype.name, tuple(s.shape.as_list())) for k, s in sorted(spec.items()))

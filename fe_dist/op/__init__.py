@@ -1,0 +1,5 @@
+"""Ops: named transformations of a batch dictionary."""
+
+from fe_dist.op.op import Op
+
+__all__ = ["Op"]

@@ -1,0 +1,125 @@
+"""Checks of every signature epoch before training, so a mistake in epoch 40 fails in seconds.
+
+For each epoch where something scheduled changes: every op's input keys exist, each model's
+input shape matches what the ops before it produce, each trained model's loss key is written,
+and the train and eval steps compile (this is also their one trace for the run).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import tensorflow as tf
+
+from fe_dist.distributed import Context
+from fe_dist.errors import ConfigError
+from fe_dist.op.op import Op
+from fe_dist.op.tensorop.model import ModelOp
+from fe_dist.schedule import Plan
+
+
+def check_keys(ops: Iterable[Op], available: Iterable[str], epoch: int, mode: str,
+               where: str) -> set[str]:
+    """Raise if an op reads a key that nothing before it writes; return the keys after ``ops``."""
+    keys = set(available)
+    for op in ops:
+        for key in op.inputs:
+            if key not in keys:
+                raise ConfigError(
+                    f"Epoch {epoch} ({mode}): {where} op {op} reads key {key!r}, which neither the "
+                    f"data nor an earlier op produces (available: {sorted(keys)}). Fix the key, or "
+                    "add an op that writes it before this one.")
+        keys.update(op.outputs)
+    return keys
+
+
+def check_model_inputs(ops: Iterable[Op], spec: dict[str, tf.TensorSpec], epoch: int,
+                       mode: str) -> None:
+    """Raise if a ModelOp's input, as the pipeline makes it, does not fit the model."""
+    written_by_network: set[str] = set()
+    for op in ops:
+        if isinstance(op, ModelOp) and len(op.inputs) == 1 and \
+                op.inputs[0] not in written_by_network:
+            expected = _model_input_shape(op.model)
+            got = spec[op.inputs[0]].shape.as_list()[1:]
+            if expected is not None and not _compatible(expected, got):
+                raise ConfigError(
+                    f"Epoch {epoch} ({mode}): model {op.model.model_name!r} expects input shape "
+                    f"{tuple(expected)} but key {op.inputs[0]!r} has per-sample shape {tuple(got)} "
+                    "after the pipeline ops scheduled then. Schedule a matching Resize for this "
+                    "epoch, or another model.")
+        written_by_network.update(op.outputs)
+
+
+def _model_input_shape(model: Any) -> list[int | None] | None:
+    try:
+        shape = model.inputs[0].shape
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    return list(shape)[1:]
+
+
+def _compatible(expected: list[int | None], got: list[int | None]) -> bool:
+    return len(expected) == len(got) and all(
+        e is None or g is None or e == g for e, g in zip(expected, got))
+
+
+def check_losses(network: Any, epoch: int, keys: set[str]) -> None:
+    """Raise if a model that trains at ``epoch`` has a loss_name no op writes."""
+    for model in network.trained_models(epoch):
+        if model.loss_name not in keys:
+            raise ConfigError(
+                f"Epoch {epoch}: model {model.model_name!r} trains on loss_name "
+                f"{model.loss_name!r}, but no network op writes that key (keys then: "
+                f"{sorted(keys)}). Set a loss op's outputs={model.loss_name!r}, or change "
+                "loss_name in fe.build.")
+
+
+def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None:
+    """Check and compile every signature epoch of ``plan`` on this rank.
+
+    Raises:
+        ConfigError: naming the epoch, op, key or model, and the fix.
+    """
+    for epoch in plan["signature_epochs"]:
+        batch = plan["epochs"][epoch]["global_batch"]
+        for mode in pipeline.modes():
+            keys = check_keys(pipeline.get_ops(epoch, mode), pipeline.data[mode], epoch, mode,
+                              "pipeline")
+            if mode == "train":
+                if not network.trained_models(epoch):
+                    continue
+                ds = pipeline.get_train_dataset(epoch, batch, ctx, seed=plan["seed"])
+            else:
+                ds = pipeline.get_eval_dataset(epoch, batch, ctx)
+            spec = _element_spec(ds, keys, epoch, mode)
+            net_ops = network.get_ops(epoch, mode)
+            keys = check_keys(net_ops, spec, epoch, mode, "network")
+            check_model_inputs(net_ops, spec, epoch, mode)
+            if mode == "train":
+                check_losses(network, epoch, keys)
+                step = network.get_train_step(epoch, spec, ctx)
+                _trace(step, epoch, mode, spec, tf.TensorSpec([], tf.float32))
+            else:
+                _trace(network.get_eval_step(epoch, spec), epoch, mode, spec)
+
+
+def _element_spec(ds: tf.data.Dataset, keys: set[str], epoch: int,
+                  mode: str) -> dict[str, tf.TensorSpec]:
+    spec = ds.element_spec
+    missing = keys - set(spec)
+    if missing:  # an op's outputs did not reach the batch: a bug, not a user error
+        raise ConfigError(f"Epoch {epoch} ({mode}): pipeline keys {sorted(missing)} are missing.")
+    return dict(spec)
+
+
+def _trace(step: Any, epoch: int, mode: str, *specs: Any) -> None:
+    try:
+        step.get_concrete_function(*specs)
+    except ConfigError:
+        raise
+    except Exception as err:  # TensorFlow's own shape or dtype errors, reworded with the epoch
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"Epoch {epoch} ({mode}): the network ops scheduled then do not fit "
+                          f"together: {type(err).__name__}: {first_line} Check the shapes the "
+                          "pipeline produces against each model and loss.") from err

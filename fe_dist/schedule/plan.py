@@ -1,0 +1,91 @@
+"""The plan of a run: every Scheduler resolved for every epoch, as plain data.
+
+Rank 0's plan is broadcast; every rank compares its own with it, so all ranks run the same
+steps, ops and collectives in every epoch.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from fe_dist import sharding
+from fe_dist.errors import ConfigError
+from fe_dist.schedule.scheduler import get_signature_epochs
+
+Plan = dict[str, Any]
+
+
+def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: int) -> Plan:
+    """Resolve ``pipeline`` and ``network`` for every epoch on ``world_size`` ranks.
+
+    Raises:
+        ConfigError: a batch size that is missing, not a positive int, smaller than the number
+            of ranks, or larger than the training set, naming the epoch and the fix.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
+        raise ConfigError(f"Estimator epochs must be a positive int, got {epochs!r}.")
+    n_train = pipeline.num_samples("train")
+    plan_epochs = []
+    for epoch in range(epochs):
+        batch = _check_batch(pipeline.get_batch_size(epoch), epoch, world_size, n_train)
+        plan_epochs.append({
+            "epoch": epoch,
+            "global_batch": batch,
+            "per_rank_batch": sharding.per_rank_batch_sizes(batch, world_size),
+            "steps": sharding.steps_per_epoch(n_train, batch),
+            "pipeline_train_ops": [op.signature() for op in pipeline.get_ops(epoch, "train")],
+            "pipeline_eval_ops": [op.signature() for op in pipeline.get_ops(epoch, "eval")],
+            "network_train_ops": [op.signature() for op in network.get_ops(epoch, "train")],
+            "network_eval_ops": [op.signature() for op in network.get_ops(epoch, "eval")],
+            "trained_models": [m.model_name for m in network.trained_models(epoch)],
+        })
+    return {
+        "world_size": world_size,
+        "seed": seed,
+        "data": {mode: {"samples": pipeline.num_samples(mode), "keys": pipeline.data_spec(mode)}
+                 for mode in pipeline.modes()},
+        "models": {name: {"loss_name": m.loss_name,
+                          "optimizer": type(m.optimizer).__name__,
+                          "variables": [[list(v.shape), str(v.dtype)] for v in m.variables]}
+                   for name, m in sorted(network.models.items())},
+        "signature_epochs": get_signature_epochs(
+            [*pipeline.scheduled_items(), *network.scheduled_items()], epochs),
+        "epochs": plan_epochs,
+    }
+
+
+def _check_batch(batch: Any, epoch: int, world_size: int, n_train: int) -> int:
+    if batch is None:
+        raise ConfigError(f"Epoch {epoch}: no batch size is scheduled (the batch_size Scheduler "
+                          "has no key at or before this epoch). Give it a value at epoch 0.")
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+        raise ConfigError(f"Epoch {epoch}: batch size {batch!r} is not a positive int. The "
+                          "batch_size is the global number of samples per step, e.g. 32.")
+    batch = int(batch)
+    if batch < world_size:
+        raise ConfigError(f"Epoch {epoch}: global batch size {batch} is smaller than the "
+                          f"{world_size} ranks; every rank needs at least one sample per step. "
+                          f"Use a global batch size of at least {world_size}, or fewer ranks.")
+    if batch > n_train:
+        raise ConfigError(f"Epoch {epoch}: global batch size {batch} is larger than the "
+                          f"{n_train} training samples, so the epoch would have no step. Use a "
+                          f"batch size of at most {n_train}.")
+    return batch
+
+
+def first_difference(reference: Plan, local: Plan) -> str | None:
+    """Where ``local`` departs from ``reference`` (rank 0's plan), in words; None if equal."""
+    for key in ("world_size", "seed", "data", "models", "signature_epochs"):
+        if reference.get(key) != local.get(key):
+            return (f"'{key}' differs: rank 0 has {reference.get(key)!r}, this rank has "
+                    f"{local.get(key)!r}")
+    if len(reference["epochs"]) != len(local["epochs"]):
+        return (f"number of epochs differs: rank 0 has {len(reference['epochs'])}, this rank has "
+                f"{len(local['epochs'])}")
+    for ref_epoch, own_epoch in zip(reference["epochs"], local["epochs"]):
+        for item, ref_value in ref_epoch.items():
+            if own_epoch.get(item) != ref_value:
+                return (f"epoch {ref_epoch['epoch']}, '{item}' differs: rank 0 has {ref_value!r}, "
+                        f"this rank has {own_epoch.get(item)!r}")
+    return None

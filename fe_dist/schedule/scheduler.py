@@ -1,0 +1,96 @@
+"""`Scheduler`: a value that changes at given epochs."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Iterable, TypeVar
+
+from fe_dist.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Scheduler(Generic[T]):
+    """A value that changes by epoch.
+
+    The value given for key ``k`` holds from epoch ``k`` until the next key. Epochs count from 0.
+    Before the first key the value is None, and a None value switches a scheduled op off.
+
+    Args:
+        epoch_dict: ``{epoch: value}`` with non-negative int epochs and at least one value that is
+            not None.
+
+    Example:
+        >>> bs = Scheduler({0: 32, 2: 64})
+        >>> [bs.get_current_value(e) for e in range(4)]
+        [32, 32, 64, 64]
+    """
+
+    def __init__(self, epoch_dict: dict[int, T | None]) -> None:
+        if not isinstance(epoch_dict, dict) or not epoch_dict:
+            raise ConfigError(
+                f"Scheduler needs a non-empty dict {{epoch: value}}, got {epoch_dict!r}. "
+                "Example: Scheduler({0: 32, 2: 64}).")
+        for key in epoch_dict:
+            if isinstance(key, bool) or not isinstance(key, int) or key < 0:
+                raise ConfigError(
+                    f"Scheduler key {key!r} is not an epoch: keys must be non-negative ints "
+                    f"(epochs count from 0). Got keys {list(epoch_dict)}.")
+        if all(value is None for value in epoch_dict.values()):
+            raise ConfigError(
+                f"Scheduler {epoch_dict!r} has only None values, so it never does anything. "
+                "Give at least one epoch a value, or remove the Scheduler.")
+        self.epoch_dict: dict[int, T | None] = dict(sorted(epoch_dict.items()))
+        self.keys: list[int] = list(self.epoch_dict)
+
+    def get_current_value(self, epoch: int) -> T | None:
+        """The value in force at ``epoch`` (None before the first key)."""
+        current = None
+        for key, value in self.epoch_dict.items():
+            if key > epoch:
+                break
+            current = value
+        return current
+
+    def get_all_values(self) -> list[T]:
+        """Every value that is not None, in key order."""
+        return [v for v in self.epoch_dict.values() if v is not None]
+
+    def __repr__(self) -> str:
+        return f"Scheduler({self.epoch_dict!r})"
+
+
+def resolve(item: Any, epoch: int) -> Any:
+    """The value of ``item`` at ``epoch``: a Scheduler's current value, or the item itself."""
+    return item.get_current_value(epoch) if isinstance(item, Scheduler) else item
+
+
+def get_current_items(items: Iterable[Any], epoch: int, mode: str | None = None) -> list[Any]:
+    """The items active at ``epoch``: Schedulers resolved, None dropped, and (when ``mode`` is
+    given) items whose own ``mode`` excludes it dropped."""
+    active = []
+    for item in items:
+        value = resolve(item, epoch)
+        if value is None:
+            continue
+        if mode is not None and not _mode_matches(getattr(value, "mode", None), mode):
+            continue
+        active.append(value)
+    return active
+
+
+def _mode_matches(op_mode: str | Iterable[str] | None, mode: str) -> bool:
+    if op_mode is None:
+        return True
+    if isinstance(op_mode, str):
+        return op_mode == mode
+    return mode in op_mode
+
+
+def get_signature_epochs(items: Iterable[Any], total_epochs: int) -> list[int]:
+    """Epochs below ``total_epochs`` at which any of ``items`` may change: 0 and every Scheduler
+    key. Between two signature epochs nothing scheduled changes."""
+    epochs = {0}
+    for item in items:
+        if isinstance(item, Scheduler):
+            epochs.update(k for k in item.keys if k < total_epochs)
+    return sorted(epochs)

@@ -1,0 +1,89 @@
+"""`EpochRecord` and `Summary`: what `Estimator.fit` returns, the same on every rank."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+
+@dataclasses.dataclass
+class EpochRecord:
+    """One epoch of a run.
+
+    Attributes:
+        epoch: Epoch number, from 0.
+        global_batch: Samples per optimizer step over all ranks.
+        per_rank_batch: Each rank's share of the global batch, in rank order.
+        world_size: Number of ranks.
+        trained_models: Names of the models updated this epoch.
+        steps: Optimizer steps (the same on every rank).
+        train_samples: Samples trained on over all ranks (steps × global batch).
+        train_loss: Mean per-sample training loss, per loss key, over all ranks.
+        eval_metrics: Eval loss(es) and metrics over the whole eval set.
+        seconds: Wall time of the training part of the epoch (slowest rank).
+        samples_per_sec: train_samples / seconds.
+        eval_seconds: Wall time of the eval part (slowest rank).
+        pipeline_ops: Signatures of the train pipeline ops active this epoch.
+        network_ops: Signatures of the train network ops active this epoch.
+        allreduced_tensors_per_step: Gradient tensors each rank allreduced per step.
+        allreduced_bytes_per_step: Gradient bytes each rank allreduced per step.
+    """
+
+    epoch: int
+    global_batch: int
+    per_rank_batch: list[int]
+    world_size: int
+    trained_models: list[str]
+    steps: int
+    train_samples: int
+    train_loss: dict[str, float]
+    eval_metrics: dict[str, float]
+    seconds: float
+    samples_per_sec: float
+    eval_seconds: float
+    pipeline_ops: list[str]
+    network_ops: list[str]
+    allreduced_tensors_per_step: float
+    allreduced_bytes_per_step: float
+
+    def log_line(self) -> str:
+        """The console line for this epoch."""
+        per_rank = "/".join(str(b) for b in sorted(set(self.per_rank_batch), reverse=True))
+        losses = " ".join(f"{k}={v:.4f}" for k, v in self.train_loss.items())
+        evals = " ".join(f"{k}={v:.4f}" for k, v in self.eval_metrics.items())
+        models = ",".join(self.trained_models) or "-"
+        return (f"epoch {self.epoch}: train {models} | batch {self.global_batch} global, "
+                f"{per_rank} per rank x {self.world_size} | {self.steps} steps | "
+                f"loss {losses or '-'} | eval {evals or '-'} | {self.seconds:.2f} s, "
+                f"{self.samples_per_sec:.0f} samples/s")
+
+
+@dataclasses.dataclass
+class Summary:
+    """The records of a run, one per epoch, and what the run was."""
+
+    records: list[EpochRecord]
+    backend: str
+    world_size: int
+    signature_epochs: list[int]
+    total_seconds: float
+    trace_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self, path: str | None = None) -> str:
+        """The summary as JSON; also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+    def __getitem__(self, epoch: int) -> EpochRecord:
+        return self.records[epoch]
+
+    def __len__(self) -> int:
+        return len(self.records)
