@@ -27,15 +27,18 @@ class Estimator:
         epochs: Number of epochs.
         seed: Seed of the per-epoch shuffle (the same on every rank).
         verbose: Print the run header and one line per epoch (rank 0 only).
+        on_epoch_end: Called on every rank with each epoch's record, after the epoch.
     """
 
     def __init__(self, pipeline: Pipeline, network: Network, epochs: int, seed: int = 0,
-                 verbose: bool = True) -> None:
+                 verbose: bool = True,
+                 on_epoch_end: Callable[[EpochRecord], None] | None = None) -> None:
         self.pipeline = pipeline
         self.network = network
         self.epochs = epochs
         self.seed = seed
         self.verbose = verbose
+        self.on_epoch_end = on_epoch_end
         self.plan: Plan | None = None
 
     def fit(self) -> Summary:
@@ -102,6 +105,8 @@ class Estimator:
             report["eval_seconds"] = time.perf_counter() - eval_start
         record = self._record(entry, ctx.allgather_object(report, name="fe.epoch_report"), ctx)
         self._log(ctx, record.log_line())
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(record)
         return record
 
     def _record(self, entry: dict[str, Any], reports: list[dict[str, Any]],

@@ -36,9 +36,17 @@ class Context(abc.ABC):
         self.local_size = local_size
         self.threads = 0
         self.device = "CPU"
-        # Counted in the graph, so they count every executed allreduce, not just traced ones.
         self._reduced_tensors: tf.Variable | None = None
         self._reduced_bytes: tf.Variable | None = None
+
+    def _start(self, threads: int, device: str) -> None:
+        """Record the pinning and create the communication counters; subclasses call this
+        right after pinning, as the counters start TensorFlow's runtime."""
+        self.threads, self.device = threads, device
+        # Variables updated in the graph count every executed allreduce, not just traced ones;
+        # made here, not in a step, so a step's first trace creates no variable (no retrace).
+        self._reduced_tensors = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._reduced_bytes = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     @property
     def is_chief(self) -> bool:
@@ -84,22 +92,13 @@ class Context(abc.ABC):
                  for g, v in zip(grads, variables)]
         if not dense:
             return []
-        self._ensure_counters()
         self._reduced_tensors.assign_add(len(dense))
         self._reduced_bytes.assign_add(sum(_nbytes(t) for t in dense))
         return self._allreduce_sum(dense, name)
 
     def communication_counters(self) -> tuple[int, int]:
         """(gradient tensors, gradient bytes) allreduced so far by `allreduce_gradients`."""
-        if self._reduced_tensors is None:
-            return 0, 0
         return int(self._reduced_tensors.numpy()), int(self._reduced_bytes.numpy())
-
-    def _ensure_counters(self) -> None:
-        if self._reduced_tensors is None:
-            with tf.init_scope():
-                self._reduced_tensors = tf.Variable(0, dtype=tf.int64, trainable=False)
-                self._reduced_bytes = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     def broadcast_variables(self, variables: Sequence[Any], names: Sequence[str],
                             root: int = 0) -> None:

@@ -34,7 +34,7 @@ class HorovodContext(Context):
         super().__init__(rank=hvd.rank(), size=hvd.size(), local_rank=hvd.local_rank(),
                          local_size=hvd.local_size())
         self.controller = "mpi" if hvd.mpi_enabled() else "gloo"
-        self.threads, self.device = pin(self.local_rank, self.local_size)
+        self._start(*pin(self.local_rank, self.local_size))
 
     def broadcast_object(self, obj: Any, name: str, root: int = 0) -> Any:
         return hvd.broadcast_object(obj, root_rank=root, name=name)

@@ -17,7 +17,7 @@ class LocalContext(Context):
 
     def __init__(self) -> None:
         super().__init__(rank=0, size=1, local_rank=0, local_size=1)
-        self.threads, self.device = pin(local_rank=0, local_size=1)
+        self._start(*pin(local_rank=0, local_size=1))
 
     def broadcast_object(self, obj: Any, name: str, root: int = 0) -> Any:
         return obj

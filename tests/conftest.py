@@ -1,0 +1,64 @@
+"""Shared test settings: quiet TensorFlow, a fixed thread count, and a horovodrun launcher."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("FE_DIST_BACKEND", "local")
+
+REPO = Path(__file__).resolve().parents[1]
+PROGRAMS = REPO / "tests" / "programs"
+BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    return str(path) if path.exists() else (shutil.which(name) or name)
+
+
+def launch(args: list[str], out_dir: Path, np: int = 2, launcher: str = "gloo",
+           timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``tests/programs/<args[0]>`` on ``np`` ranks and return the finished process.
+
+    launcher: "gloo" or "mpi" (horovodrun), "mpirun" (Open MPI's own launcher), or "python"
+    (one plain process). Every run has a time limit: a hung collective fails the test instead of
+    hanging the suite.
+    """
+    program = [sys.executable, str(PROGRAMS / args[0]), *args[1:], "--out", str(out_dir)]
+    if launcher in ("gloo", "mpi"):
+        cmd = [_tool("horovodrun"), "-np", str(np), "-H", f"localhost:{np}", f"--{launcher}",
+               *program]
+    elif launcher == "mpirun":
+        cmd = [_tool("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", str(np),
+               "-x", "PATH", "-x", "PYTHONPATH", "-x", "TF_CPP_MIN_LOG_LEVEL",
+               "-x", "FE_DIST_THREADS", *program]
+    else:
+        cmd = program
+    run_env = {**os.environ, "FE_DIST_THREADS": "1", "PYTHONUNBUFFERED": "1",
+               "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+               **(env or {})}
+    run_env.pop("FE_DIST_BACKEND", None)
+    run_env["PYTHONPATH"] = str(REPO)
+    try:
+        return subprocess.run(cmd, env=run_env, cwd=REPO, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"{' '.join(cmd)} did not finish within {timeout} s (a hang).\n"
+                    f"stdout:\n{err.stdout}\nstderr:\n{err.stderr}")
+
+
+def read_reports(out_dir: Path, np: int) -> list[dict]:
+    """Each rank's JSON report, in rank order."""
+    reports = []
+    for rank in range(np):
+        path = out_dir / f"rank{rank}.json"
+        assert path.exists(), f"rank {rank} wrote no report in {out_dir}"
+        reports.append(json.loads(path.read_text()))
+    return reports
+
