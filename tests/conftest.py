@@ -22,15 +22,18 @@ def _tool(name: str) -> str:
     return str(path) if path.exists() else (shutil.which(name) or name)
 
 
-def launch(args: list[str], out_dir: Path, np: int = 2, launcher: str = "gloo",
+def launch(args: list[str], out_dir: Path | None, np: int = 2, launcher: str = "gloo",
            timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``tests/programs/<args[0]>`` on ``np`` ranks and return the finished process.
+    """Run ``tests/programs/<args[0]>`` (a path relative to it) on ``np`` ranks and return the
+    finished process.
 
     launcher: "gloo" or "mpi" (horovodrun), "mpirun" (Open MPI's own launcher), or "python"
     (one plain process). Every run has a time limit: a hung collective fails the test instead of
     hanging the suite.
     """
-    program = [sys.executable, str(PROGRAMS / args[0]), *args[1:], "--out", str(out_dir)]
+    program = [sys.executable, str(PROGRAMS / args[0]), *args[1:]]
+    if out_dir is not None:  # the programs in tests/programs write their reports there
+        program += ["--out", str(out_dir)]
     if launcher in ("gloo", "mpi"):
         cmd = [_tool("horovodrun"), "-np", str(np), "-H", f"localhost:{np}", f"--{launcher}",
                *program]

@@ -1,0 +1,147 @@
+"""Multi-rank behaviour under horovodrun (Gloo and MPI), mpirun and an mpi4py sub-communicator.
+
+Every launch has a time limit; each rank writes a JSON report that the tests compare.
+"""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, launch, read_reports
+
+pytestmark = pytest.mark.multirank
+
+BATCHES = [32, 33, 33]
+TRAINED = [["a"], ["b"], ["a"]]
+
+
+def _probe(tmp_path_factory, name, launcher, np_):
+    out = tmp_path_factory.mktemp(name)
+    proc = launch(["probe.py"], out, np=np_, launcher=launcher)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return read_reports(out, np_), proc
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    return _probe(tmp_path_factory, "single", "python", 1)[0][0]
+
+
+@pytest.fixture(scope="module")
+def gloo(tmp_path_factory):
+    return _probe(tmp_path_factory, "gloo", "gloo", 2)
+
+
+def _assert_same_weights(reference, report):
+    for name in ("a", "b"):
+        for w_ref, w in zip(reference["weights"][name], report["weights"][name]):
+            np.testing.assert_allclose(np.array(w), np.array(w_ref), rtol=1e-5, atol=1e-6,
+                                       err_msg=f"model {name}")
+
+
+def test_two_ranks_equal_one_process_on_the_global_batch(single, gloo):
+    reports, _ = gloo
+    assert [r["size"] for r in reports] == [2, 2] and single["size"] == 1
+    assert [r["backend"] for r in reports] == ["horovod", "horovod"]
+    for report in reports:  # even batch (epoch 0) and odd batch (epochs 1, 2)
+        _assert_same_weights(single, report)
+    for rec_1, rec_2 in zip(single["summary"]["records"], reports[0]["summary"]["records"]):
+        assert rec_2["steps"] == rec_1["steps"]
+        assert rec_2["train_loss"]["ce"] == pytest.approx(rec_1["train_loss"]["ce"], rel=1e-5)
+        assert rec_2["eval_metrics"]["accuracy"] == pytest.approx(
+            rec_1["eval_metrics"]["accuracy"], abs=1e-9)
+
+
+def test_every_rank_holds_identical_weights_after_every_epoch(gloo):
+    reports, _ = gloo
+    assert len(reports[0]["checksums"]) == len(BATCHES) + 1
+    assert reports[0]["checksums"] == reports[1]["checksums"]
+
+
+def test_every_rank_returns_the_same_records(gloo):
+    reports, proc = gloo
+    assert reports[0]["summary"]["records"] == reports[1]["summary"]["records"]
+    records = reports[0]["summary"]["records"]
+    assert [r["global_batch"] for r in records] == BATCHES
+    assert [r["per_rank_batch"] for r in records] == [[16, 16], [17, 16], [17, 16]]
+    assert [r["trained_models"] for r in records] == TRAINED
+    assert all(r["world_size"] == 2 for r in records)
+    # Rank 0 logs, rank 1 is quiet.
+    assert "[0]<stdout>:epoch 0" in proc.stdout and "[1]<stdout>:epoch" not in proc.stdout
+
+
+def test_inactive_model_is_untouched_and_joins_no_collective(gloo):
+    reports, _ = gloo
+    checksums = reports[0]["checksums"]
+    for epoch, trained in enumerate(TRAINED):
+        for name in ("a", "b"):
+            changed = checksums[epoch][name] != checksums[epoch + 1][name]
+            assert changed == (name in trained), (epoch, name)
+    for record in reports[0]["summary"]["records"]:
+        (active,) = record["trained_models"]
+        assert record["allreduced_tensors_per_step"] == reports[0]["trainable"][active]
+
+
+def test_sharding_covers_each_epoch_without_overlap(gloo):
+    reports, _ = gloo
+    n = 600
+    for epoch, batch in enumerate(BATCHES):
+        per_rank = [r["coverage"][epoch] for r in reports]
+        assert len(per_rank[0]) == len(per_rank[1]) == n // batch  # same step count
+        seen = []
+        for step in range(n // batch):
+            chunks = [per_rank[r][step] for r in range(2)]
+            assert sorted(len(c) for c in chunks) == sorted([batch - batch // 2, batch // 2])
+            seen += chunks[0] + chunks[1]
+        assert len(seen) == len(set(seen)) == (n // batch) * batch
+        assert set(seen) <= set(range(n))
+
+
+@pytest.mark.parametrize("launcher", ["mpi", "mpirun"])
+def test_mpi_launchers_train_the_same(tmp_path_factory, single, launcher):
+    reports, _ = _probe(tmp_path_factory, launcher, launcher, 2)
+    assert [r["size"] for r in reports] == [2, 2]
+    assert reports[0]["checksums"] == reports[1]["checksums"]
+    for report in reports:
+        _assert_same_weights(single, report)
+
+
+def test_mpi4py_sub_communicator(tmp_path, single):
+    proc = launch(["subcomm.py"], tmp_path, np=3, launcher="mpirun")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    reports = read_reports(tmp_path, 2)
+    assert not (tmp_path / "rank2.json").exists()
+    assert [r["size"] for r in reports] == [2, 2]
+    assert reports[0]["checksums"] == reports[1]["checksums"]
+    _assert_same_weights(single, reports[0])
+
+
+@pytest.mark.parametrize("case,kind,words", [
+    ("plan", "DistributedError", ["epoch 1", "'global_batch'", "rank 0 has 64"]),
+    ("data", "DistributedError", ["'data' differs", "'samples': 200", "'samples': 199"]),
+    ("batch", "ConfigError", ["Epoch 1", "global batch size 1", "2 ranks"]),
+    ("key", "ConfigError", ["Epoch 1", "'missing'", "Scale"]),
+])
+def test_bad_input_fails_fast_on_every_rank(tmp_path, case, kind, words):
+    start = time.monotonic()
+    proc = launch(["mismatch.py", "--case", case], tmp_path, np=2, launcher="gloo", timeout=90)
+    elapsed = time.monotonic() - start
+    assert proc.returncode != 0
+    for report in read_reports(tmp_path, 2):
+        assert report["error"] == kind, report
+        for word in words:
+            assert word in report["message"], (word, report["message"])
+    assert elapsed < 60
+
+
+def test_seed_tutorial_on_two_ranks(tmp_path):
+    summary_path = tmp_path / "summary.json"
+    proc = launch(["../../launch/tutorial8_scheduler.py", "--summary", str(summary_path)],
+                  None, np=2, launcher="gloo", timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = json.loads(summary_path.read_text())["records"]
+    assert [r["per_rank_batch"] for r in records] == [[16, 16], [32, 32], [64, 64]]
+    assert [r["trained_models"] for r in records] == [["model1"], ["model2"], ["model1"]]
+    assert records[-1]["eval_metrics"]["accuracy"] >= 0.90
