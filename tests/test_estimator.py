@@ -1,0 +1,59 @@
+"""Epoch loop details: compiled steps reused across epochs, summary output, data loading."""
+
+import json
+
+import numpy as np
+import pytest
+
+import fe_dist as fe
+from fe_dist.dataset import mnist
+from fe_dist.errors import ConfigError
+from fe_dist.schedule import Scheduler
+from test_errors import data, estimator
+
+
+def test_steps_and_pipelines_are_reused_between_schedule_changes():
+    d = {"train": data()["train"], "eval": data(n=20)["train"]}
+    est = estimator(batch_size=Scheduler({0: 16, 2: 32}), epochs=5, d=d)
+    summary = est.fit()
+    assert [r.steps for r in summary.records] == [4, 4, 2, 2, 2]
+    # Two train signatures (batch 16, 32) and one eval (its batch axis is unknown): 3 traces
+    # for 5 epochs.
+    assert sorted(est.network.trace_counts.values()) == [1, 1, 1]
+    assert len(est.pipeline._train) == 2  # one tf.data pipeline per schedule phase
+    assert summary.signature_epochs == [0, 2]
+
+
+def test_summary_is_json_and_same_shape_as_records(tmp_path):
+    summary = estimator(epochs=2).fit()
+    path = tmp_path / "s.json"
+    summary.to_json(str(path))
+    loaded = json.loads(path.read_text())
+    assert [r["epoch"] for r in loaded["records"]] == [0, 1]
+    assert loaded["records"][0]["world_size"] == 1
+    assert "epoch 1: train m | batch 16 global" in summary.records[1].log_line()
+
+
+def test_eval_covers_the_whole_eval_set():
+    d = {"train": {"x": np.zeros((64, 8, 8, 1), np.float32), "y": np.zeros(64, np.int64)},
+         "eval": {"x": np.zeros((37, 8, 8, 1), np.float32), "y": np.zeros(37, np.int64)}}
+    summary = estimator(d=d, epochs=1).fit()
+    # All-zero inputs give the same prediction for every sample, so accuracy is 0 or 1 exactly
+    # when every one of the 37 samples (two full batches and a partial one) was counted once.
+    assert summary.records[0].eval_metrics["accuracy"] in (0.0, 1.0)
+
+
+def test_bundled_mnist_sample():
+    (x, y), (xe, ye) = mnist.load_data()
+    assert x.shape == (4000, 28, 28) and xe.shape == (1000, 28, 28)
+    assert x.dtype == np.uint8 and set(np.unique(y)) == set(range(10))
+
+
+def test_mnist_from_a_local_path(tmp_path):
+    path = tmp_path / "mnist.npz"
+    np.savez(path, x_train=np.ones((5, 28, 28), np.uint8), y_train=np.arange(5),
+             x_test=np.zeros((3, 28, 28), np.uint8), y_test=np.arange(3))
+    (x, y), (xe, ye) = mnist.load_data(path)
+    assert x.shape == (5, 28, 28) and ye.tolist() == [0, 1, 2]
+    with pytest.raises(ConfigError, match="does not exist"):
+        mnist.load_data(tmp_path / "nope.npz")
