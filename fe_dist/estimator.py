@@ -40,6 +40,7 @@ class Estimator:
         self.verbose = verbose
         self.on_epoch_end = on_epoch_end
         self.plan: Plan | None = None
+        self._fit_start = 0.0
 
     def fit(self) -> Summary:
         """Train and evaluate every epoch; returns the same `Summary` on every rank.
@@ -48,7 +49,7 @@ class Estimator:
         signature epoch; any mistake raises on every rank together.
         """
         ctx = get_context()
-        start = time.perf_counter()
+        start = self._fit_start = time.perf_counter()
         self.plan = plan = self._agree_on_plan(ctx)
         self._log(ctx, f"fe_dist: {ctx.size} rank(s), backend {ctx.backend}"
                        f"{'/' + ctx.controller if hasattr(ctx, 'controller') else ''}, "
@@ -87,14 +88,21 @@ class Estimator:
         report: dict[str, Any] = {"steps": 0, "train": {}, "eval": {}}
         tensors_before, bytes_before = ctx.communication_counters()
         start = time.perf_counter()
+        timeline = {"train_start": start - self._fit_start}
         if entry["trained_models"]:
             ds = self.pipeline.get_train_dataset(epoch, batch, ctx, seed=self.seed)
             step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx)
             global_batch = tf.constant(batch, tf.float32)
-            outputs = [step(b, global_batch) for b in ds]
+            outputs = []
+            for b in ds:
+                outputs.append(step(b, global_batch))
+                if len(outputs) == 1:  # wait for the first step: its time shows rebuild costs
+                    tf.nest.map_structure(lambda t: t.numpy(), outputs[0])
+                    timeline["first_step_end"] = time.perf_counter() - self._fit_start
             report["steps"] = len(outputs)
             report["train"] = _add(outputs)
         report["train_seconds"] = time.perf_counter() - start
+        timeline["train_end"] = time.perf_counter() - self._fit_start
         tensors_after, bytes_after = ctx.communication_counters()
         report["reduced"] = (tensors_after - tensors_before, bytes_after - bytes_before)
         if "eval" in self.pipeline.data:
@@ -103,6 +111,8 @@ class Estimator:
             step = self.network.get_eval_step(epoch, dict(ds.element_spec))
             report["eval"] = _add([step(b) for b in ds])
             report["eval_seconds"] = time.perf_counter() - eval_start
+        timeline["eval_end"] = time.perf_counter() - self._fit_start
+        report["timeline"] = timeline
         record = self._record(entry, ctx.allgather_object(report, name="fe.epoch_report"), ctx)
         self._log(ctx, record.log_line())
         if self.on_epoch_end is not None:
@@ -132,7 +142,8 @@ class Estimator:
             eval_seconds=max(r.get("eval_seconds", 0.0) for r in reports),
             pipeline_ops=entry["pipeline_train_ops"], network_ops=entry["network_train_ops"],
             allreduced_tensors_per_step=tensors / steps if steps else 0.0,
-            allreduced_bytes_per_step=nbytes / steps if steps else 0.0)
+            allreduced_bytes_per_step=nbytes / steps if steps else 0.0,
+            timeline=reports[0]["timeline"])
 
     def _log(self, ctx: Context, line: str) -> None:
         if self.verbose and ctx.is_chief:

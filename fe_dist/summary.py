@@ -28,6 +28,8 @@ class EpochRecord:
         network_ops: Signatures of the train network ops active this epoch.
         allreduced_tensors_per_step: Gradient tensors each rank allreduced per step.
         allreduced_bytes_per_step: Gradient bytes each rank allreduced per step.
+        timeline: Rank 0's seconds since fit() began at: train_start, first_step_end (after the
+            first step has finished), train_end, eval_end.
     """
 
     epoch: int
@@ -46,6 +48,7 @@ class EpochRecord:
     network_ops: list[str]
     allreduced_tensors_per_step: float
     allreduced_bytes_per_step: float
+    timeline: dict[str, float]
 
     def log_line(self) -> str:
         """The console line for this epoch."""

@@ -36,8 +36,7 @@ def pin(local_rank: int, local_size: int) -> tuple[int, str]:
             tf.config.experimental.set_memory_growth(gpu, True)
             device = f"GPU:{local_rank % len(gpus)}"
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        if local_size > 1:
-            tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
     except RuntimeError as err:  # TF's runtime already started: settings are fixed now
         warnings.warn(f"fe_dist could not pin this rank ({err}). Call fe_dist.distributed.init() "
                       "(or fe.build / fe.Pipeline) before creating TensorFlow tensors.")
