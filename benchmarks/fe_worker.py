@@ -1,0 +1,99 @@
+"""fe_dist on a benchmark workload (one rank of a run); rank 0 writes the figures as JSON.
+
+    python benchmarks/fe_worker.py --workload lenet --out fe.json [--tiny]
+    horovodrun -np 2 -H localhost:2 python benchmarks/fe_worker.py --workload resnet --out fe.json
+
+Besides the per-epoch records it times the gradient allreduce of each model alone (the
+context's own timing: the same grouped allreduce as a train step, on zeros, many times).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import workloads  # noqa: E402
+
+import fe_dist as fe  # noqa: E402
+from fe_dist.op.tensorop import Resize, Scale  # noqa: E402
+from fe_dist.op.tensorop.loss import SparseCategoricalCrossentropy  # noqa: E402
+from fe_dist.op.tensorop.model import ModelOp  # noqa: E402
+from fe_dist.schedule import Scheduler  # noqa: E402
+
+
+def build_estimator(name: str, tiny: bool) -> fe.Estimator:
+    spec = workloads.spec(name, tiny)
+    x, y = workloads.load_data(name, tiny)
+    per = workloads.EPOCHS_PER_PHASE
+    models = {}
+    for _, size in spec["phases"]:
+        key = workloads.model_key(name, size)
+        if key not in models:
+            models[key] = fe.build(lambda s=size: workloads.make_model(name, s), model_name=key,
+                                   optimizer="adam", loss_name="ce")
+    phases = list(enumerate(spec["phases"]))
+    pipeline = fe.Pipeline(
+        data={"train": {"x": x, "y": y}},
+        batch_size=Scheduler({i * per: batch for i, (batch, _) in phases}),
+        ops=[Scheduler({i * per: Resize(inputs="x", size=(s, s), outputs="x")
+                        for i, (_, s) in phases}),
+             Scale(inputs="x", scalar=1.0 / 255, outputs="x")])
+    network = fe.Network(ops=[
+        Scheduler({i * per: ModelOp(inputs="x", model=models[workloads.model_key(name, s)],
+                                    outputs="p") for i, (_, s) in phases}),
+        SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")])
+    return fe.Estimator(pipeline=pipeline, network=network, epochs=len(phases) * per,
+                        verbose=False)
+
+
+def time_allreduce(ctx, model, reps: int) -> float:
+    """Seconds per grouped allreduce of ``model``'s gradients (zeros of the same shapes)."""
+    grads = [tf.zeros_like(v) for v in model.trainable_variables]
+
+    @tf.function
+    def reduce_once():
+        return ctx.allreduce_gradients(grads, model.trainable_variables,
+                                       name=f"fe.bench.{model.model_name}")
+
+    for _ in range(3):
+        reduce_once()
+    ctx.barrier()
+    start = time.perf_counter()
+    for _ in range(reps):
+        out = reduce_once()
+    out[0].numpy()
+    return (time.perf_counter() - start) / reps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workload", required=True, choices=sorted(workloads.WORKLOADS))
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--tiny", action="store_true")
+    args = parser.parse_args()
+    ctx = fe.distributed.get_context()
+    est = build_estimator(args.workload, args.tiny)
+    summary = est.fit()
+    models = est.network.models
+    allreduce = {name: time_allreduce(ctx, m, 5 if args.tiny else 50)
+                 for name, m in sorted(models.items())}
+    if ctx.is_chief:
+        result = {
+            "workload": args.workload, "world_size": ctx.size, "threads": ctx.threads,
+            "records": summary.to_dict()["records"],
+            "gradient_bytes": {n: int(sum(np.prod(v.shape) * 4 for v in m.trainable_variables))
+                               for n, m in models.items()},
+            "gradient_tensors": {n: len(m.trainable_variables) for n, m in models.items()},
+            "allreduce_seconds": allreduce,
+        }
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The baseline a Horovod user writes by hand: plain tf.GradientTape + hvd.grouped_allreduce.
+
+Same models, data, preprocessing, global and per-rank batch as fe_dist on the workload; no
+fe_dist code. Rank 0 writes samples/s of each phase's timed (last) epoch as JSON.
+
+    horovodrun -np 2 -H localhost:2 python benchmarks/hvd_worker.py --workload lenet --out h.json
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import horovod.tensorflow as hvd
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import workloads  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workload", required=True, choices=sorted(workloads.WORKLOADS))
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--tiny", action="store_true")
+    args = parser.parse_args()
+    hvd.init()
+    threads = int(os.environ.get("FE_DIST_THREADS", 1))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    import keras
+
+    spec = workloads.spec(args.workload, args.tiny)
+    x, y = workloads.load_data(args.workload, args.tiny)
+    rank, size = hvd.rank(), hvd.size()
+    models, phases = {}, []
+    for batch, image_size in spec["phases"]:
+        key = workloads.model_key(args.workload, image_size)
+        if key not in models:
+            model = workloads.make_model(args.workload, image_size)
+            opt = keras.optimizers.Adam()
+            opt.build(model.trainable_variables)
+            for i, v in enumerate(model.variables + opt.variables):
+                v.assign(hvd.broadcast(tf.convert_to_tensor(v), 0, name=f"init.{key}.{i}"))
+            models[key] = (model, opt)
+        model, opt = models[key]
+        local = batch // size + (1 if rank < batch % size else 0)
+        start = sum(batch // size + (1 if r < batch % size else 0) for r in range(rank))
+
+        @tf.function
+        def step(xb, yb, model=model, opt=opt, batch=float(batch), key=key):
+            with tf.GradientTape() as tape:
+                pred = model(xb, training=True)
+                loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(yb, pred))
+                scaled = loss / batch
+            grads = tape.gradient(scaled, model.trainable_variables)
+            grads = hvd.grouped_allreduce(grads, op=hvd.Sum, name=f"grads.{key}")
+            opt.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        for epoch in range(workloads.EPOCHS_PER_PHASE):
+            perm = np.random.default_rng(epoch).permutation(len(x))
+            steps = len(x) // batch
+            idx = perm[:steps * batch].reshape(steps, batch)[:, start:start + local].ravel()
+            options = tf.data.Options()
+            options.threading.private_threadpool_size = threads
+            ds = (tf.data.Dataset.from_tensor_slices((x[idx], y[idx])).batch(local)
+                  .map(lambda xb, yb, s=image_size: (workloads.preprocess(xb, s), yb),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+                  .prefetch(tf.data.AUTOTUNE).with_options(options))
+            began = time.perf_counter()
+            for xb, yb in ds:
+                loss = step(xb, yb)
+            loss.numpy()
+            seconds = time.perf_counter() - began
+        phases.append({"global_batch": batch, "size": image_size, "steps": steps,
+                       "seconds": seconds, "samples_per_sec": steps * batch / seconds})
+    if rank == 0:
+        with open(args.out, "w") as f:
+            json.dump({"workload": args.workload, "world_size": size, "phases": phases}, f,
+                      indent=1)
+
+
+if __name__ == "__main__":
+    main()
