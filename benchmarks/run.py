@@ -1,6 +1,6 @@
 """Scaling benchmarks of fe_dist: one command, figures as JSON, a markdown table and a PNG plot.
 
-    .venv/bin/python benchmarks/run.py                 # full run, about 6 minutes on 2 cores
+    .venv/bin/python benchmarks/run.py                 # full run, about 8 minutes on 2 cores
     .venv/bin/python benchmarks/run.py --tiny --out D  # seconds-scale smoke run
 
 Measures, each rank pinned to one thread:
@@ -242,7 +242,7 @@ def plot(results: dict, path: Path) -> None:
             ax.bar([i + (j - 1.5) * width for i in range(len(rows))], [r[key] for r in rows],
                    width, label=label)
         for i, r in enumerate(rows):
-            ax.annotate(f"eff {r['efficiency']:.2f}", (i + 0.5 * width, r["fe_np2"]),
+            ax.annotate(f"eff {r['efficiency']:.2f}", (i - 0.5 * width, r["fe_np2"]),
                         ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(rows)),
                       [f"batch {r['global_batch']}\n{r['size']} px" for r in rows])

@@ -17,7 +17,7 @@ EPOCHS_PER_PHASE = 2
 
 WORKLOADS = {
     "lenet": {"phases": [(32, 28), (64, 30), (128, 32)], "samples": 4000, "channels": 1},
-    "resnet": {"phases": [(32, 64), (32, 96), (64, 128)], "samples": 384, "channels": 3},
+    "resnet": {"phases": [(32, 64), (32, 96), (64, 128)], "samples": 768, "channels": 3},
 }
 TINY = {
     "lenet": {"phases": [(16, 28), (32, 32)], "samples": 256, "channels": 1},

@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from fe_dist import distributed  # noqa: E402
 from fe_dist.build import build  # noqa: E402
+from fe_dist.determinism import enable_deterministic  # noqa: E402
 from fe_dist.estimator import Estimator  # noqa: E402
 from fe_dist.network import Network  # noqa: E402
 from fe_dist.pipeline import Pipeline  # noqa: E402
@@ -19,4 +20,5 @@ from fe_dist.summary import EpochRecord, Summary  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["EpochRecord", "distributed", "Estimator", "Network", "Pipeline", "Summary", "build"]
+__all__ = ["EpochRecord", "distributed", "Estimator", "Network", "Pipeline", "Summary", "build",
+           "enable_deterministic"]

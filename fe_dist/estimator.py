@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from typing import Any, Callable, TypeVar
 
+import numpy as np
 import tensorflow as tf
 
+from fe_dist import checkpoint
 from fe_dist.distributed import Context, get_context
-from fe_dist.errors import DistributedError
+from fe_dist.errors import ConfigError, DistributedError
 from fe_dist.network import Network
 from fe_dist.pipeline import Pipeline
 from fe_dist.preflight import run_preflight
@@ -27,39 +31,94 @@ class Estimator:
         epochs: Number of epochs.
         seed: Seed of the per-epoch shuffle (the same on every rank).
         verbose: Print the run header and one line per epoch (rank 0 only).
-        on_epoch_end: Called on every rank with each epoch's record, after the epoch.
+        on_epoch_end: Called on every rank with each epoch's record, after the epoch (and after
+            its checkpoint).
+        checkpoint_dir: Where rank 0 saves a checkpoint after every epoch (models, optimizers,
+            epoch, plan, records); ``fit(resume=True)`` continues from it.
     """
 
     def __init__(self, pipeline: Pipeline, network: Network, epochs: int, seed: int = 0,
                  verbose: bool = True,
-                 on_epoch_end: Callable[[EpochRecord], None] | None = None) -> None:
+                 on_epoch_end: Callable[[EpochRecord], None] | None = None,
+                 checkpoint_dir: str | os.PathLike | None = None) -> None:
         self.pipeline = pipeline
         self.network = network
         self.epochs = epochs
         self.seed = seed
         self.verbose = verbose
         self.on_epoch_end = on_epoch_end
+        self.checkpoint_dir = checkpoint_dir
         self.plan: Plan | None = None
         self._fit_start = 0.0
 
-    def fit(self) -> Summary:
+    def fit(self, resume: bool = False) -> Summary:
         """Train and evaluate every epoch; returns the same `Summary` on every rank.
 
         Before the first step every rank agrees on rank 0's plan and checks and compiles each
         signature epoch; any mistake raises on every rank together.
+
+        Args:
+            resume: Continue after the last epoch saved in ``checkpoint_dir`` (rank 0 reads it,
+                every rank gets its state), with that epoch's schedule. Without a checkpoint
+                there, training starts at epoch 0.
         """
+        if resume and self.checkpoint_dir is None:
+            raise ConfigError("fit(resume=True) needs Estimator(checkpoint_dir=...) to read from.")
         ctx = get_context()
+        ctx.watch(True)
+        try:
+            return self._fit(ctx, resume)
+        finally:
+            ctx.watch(False)
+
+    def _fit(self, ctx: Context, resume: bool) -> Summary:
         start = self._fit_start = time.perf_counter()
-        self.plan = plan = self._agree_on_plan(ctx)
-        self._log(ctx, f"fe_dist: {ctx.size} rank(s), backend {ctx.backend}"
-                       f"{'/' + ctx.controller if hasattr(ctx, 'controller') else ''}, "
-                       f"{ctx.device}, {ctx.threads} thread(s) per rank; schedule changes at "
-                       f"epochs {plan['signature_epochs']}")
-        _together(ctx, "preflight", lambda: run_preflight(self.pipeline, self.network, plan, ctx))
-        self._broadcast_start_state(ctx)
-        records = [self._run_epoch(plan["epochs"][epoch], ctx) for epoch in range(self.epochs)]
+        records: list[EpochRecord] = []
+        pending_resume = [resume]  # rank 0 restores the checkpoint in the first sync only
+
+        def sync() -> None:
+            """Bring every rank to rank 0's plan and state: before training, and again after
+            an elastic reset. Every rank runs the same collectives here, whenever it joined."""
+            ctx.progress("the plan agreement before training")
+            self.plan = plan = self._agree_on_plan(ctx)
+            self._log(ctx, f"fe_dist: {ctx.size} rank(s), backend {ctx.backend}"
+                           f"{'/' + ctx.controller if hasattr(ctx, 'controller') else ''}, "
+                           f"{ctx.device}, {ctx.threads} thread(s) per rank; schedule changes at "
+                           f"epochs {plan['signature_epochs']}")
+            ctx.progress("the checks and compilation of each schedule phase")
+            _together(ctx, "preflight",
+                      lambda: run_preflight(self.pipeline, self.network, plan, ctx))
+            restored = _together(ctx, "resume", lambda: self._restore_checkpoint(
+                ctx, plan) if pending_resume[0] and ctx.is_chief else None)
+            pending_resume[0] = False
+            if restored is not None:
+                records[:] = [EpochRecord(**r) for r in restored]
+            ctx.progress("the broadcast of the start state")
+            self._broadcast_start_state(ctx)
+            if ctx.size > 1:
+                saved = ctx.broadcast_object([dataclasses.asdict(r) for r in records],
+                                             name="fe.records")
+                records[:] = [EpochRecord(**r) for r in saved]
+
+        def train(commit: Callable[[], None]) -> None:
+            while len(records) < self.epochs:
+                records.append(self._run_epoch(self.plan["epochs"][len(records)], ctx, records))
+                commit()  # elastic runs roll back to here when a rank fails
+
+        def snapshot() -> tuple[list[list[np.ndarray]], list[EpochRecord]]:
+            return [[np.array(v) for v in _state_variables(m)]
+                    for _, m in sorted(self.network.models.items())], list(records)
+
+        def restore(saved: tuple[list[list[np.ndarray]], list[EpochRecord]]) -> None:
+            values, saved_records = saved
+            for (_, model), model_values in zip(sorted(self.network.models.items()), values):
+                for var, value in zip(_state_variables(model), model_values):
+                    var.assign(value)
+            records[:] = saved_records
+
+        ctx.run_elastic(train, sync=sync, snapshot=snapshot, restore=restore)
         return Summary(records=records, backend=ctx.backend, world_size=ctx.size,
-                       signature_epochs=plan["signature_epochs"],
+                       signature_epochs=self.plan["signature_epochs"],
                        total_seconds=time.perf_counter() - start,
                        trace_count=sum(self.network.trace_counts.values()))
 
@@ -74,16 +133,30 @@ class Estimator:
         ctx.agree(error, "plan")
         return reference
 
+    def _restore_checkpoint(self, ctx: Context, plan: Plan) -> list[dict[str, Any]]:
+        """On rank 0: load the checkpoint into the variables (the start-state broadcast then
+        hands them to every rank); return the records saved with it."""
+        loaded = checkpoint.load(self.checkpoint_dir)
+        file = checkpoint.path(self.checkpoint_dir)
+        if loaded is None:
+            self._log(ctx, f"no checkpoint at {file}; starting at epoch 0")
+            return []
+        meta, arrays = loaded
+        checkpoint.check_compatible(meta["plan"], plan, file)
+        checkpoint.restore(self.network.models, arrays, file)
+        self._log(ctx, f"resuming after epoch {meta['epoch']} from {file}")
+        return meta["records"]
+
     def _broadcast_start_state(self, ctx: Context) -> None:
         if ctx.size == 1:
             return
         for name, model in sorted(self.network.models.items()):
-            ctx.broadcast_variables(model.variables, [
-                f"fe.init.{name}.var.{i}" for i in range(len(model.variables))])
-            ctx.broadcast_variables(model.optimizer.variables, [
-                f"fe.init.{name}.opt.{i}" for i in range(len(model.optimizer.variables))])
+            variables = _state_variables(model)
+            ctx.broadcast_variables(variables, [f"fe.init.{name}.{i}"
+                                                for i in range(len(variables))])
 
-    def _run_epoch(self, entry: dict[str, Any], ctx: Context) -> EpochRecord:
+    def _run_epoch(self, entry: dict[str, Any], ctx: Context,
+                   previous: list[EpochRecord]) -> EpochRecord:
         epoch, batch = entry["epoch"], entry["global_batch"]
         report: dict[str, Any] = {"steps": 0, "train": {}, "eval": {}}
         tensors_before, bytes_before = ctx.communication_counters()
@@ -95,6 +168,7 @@ class Estimator:
             global_batch = tf.constant(batch, tf.float32)
             outputs = []
             for b in ds:
+                ctx.progress(f"epoch {epoch}, train step {len(outputs)} (gradient allreduce)")
                 outputs.append(step(b, global_batch))
                 if len(outputs) == 1:  # wait for the first step: its time shows rebuild costs
                     tf.nest.map_structure(lambda t: t.numpy(), outputs[0])
@@ -106,6 +180,7 @@ class Estimator:
         tensors_after, bytes_after = ctx.communication_counters()
         report["reduced"] = (tensors_after - tensors_before, bytes_after - bytes_before)
         if "eval" in self.pipeline.data:
+            ctx.progress(f"epoch {epoch}, eval")
             eval_start = time.perf_counter()
             ds = self.pipeline.get_eval_dataset(epoch, batch, ctx)
             step = self.network.get_eval_step(epoch, dict(ds.element_spec))
@@ -113,9 +188,14 @@ class Estimator:
             report["eval_seconds"] = time.perf_counter() - eval_start
         timeline["eval_end"] = time.perf_counter() - self._fit_start
         report["timeline"] = timeline
+        ctx.progress(f"epoch {epoch}, the gathering of every rank's epoch report")
         record = self._record(entry, ctx.allgather_object(report, name="fe.epoch_report"), ctx)
         self._log(ctx, record.log_line())
+        if self.checkpoint_dir is not None and ctx.is_chief:
+            checkpoint.save(self.checkpoint_dir, self.network.models, epoch, self.plan,
+                            [dataclasses.asdict(r) for r in [*previous, record]])
         if self.on_epoch_end is not None:
+            ctx.progress(f"epoch {epoch}, the user's on_epoch_end callback")
             self.on_epoch_end(record)
         return record
 
@@ -148,6 +228,11 @@ class Estimator:
     def _log(self, ctx: Context, line: str) -> None:
         if self.verbose and ctx.is_chief:
             print(line, flush=True)
+
+
+def _state_variables(model: Any) -> list[Any]:
+    """Everything that defines a model's training state: its variables and its optimizer's."""
+    return [*model.variables, *model.optimizer.variables]
 
 
 def _together(ctx: Context, what: str, fn: Callable[[], T]) -> T:

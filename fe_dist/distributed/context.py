@@ -7,11 +7,12 @@ Nothing outside `fe_dist/distributed/` imports horovod; everything else talks to
 from __future__ import annotations
 
 import abc
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from fe_dist.distributed.watchdog import Watchdog
 from fe_dist.errors import ConfigError, DistributedError
 
 
@@ -38,6 +39,7 @@ class Context(abc.ABC):
         self.device = "CPU"
         self._reduced_tensors: tf.Variable | None = None
         self._reduced_bytes: tf.Variable | None = None
+        self.watchdog: Watchdog | None = None
 
     def _start(self, threads: int, device: str) -> None:
         """Record the pinning and create the communication counters; subclasses call this
@@ -75,6 +77,34 @@ class Context(abc.ABC):
         """Wait until every rank gets here."""
 
     # -- what fe_dist uses --------------------------------------------------------------------------
+    def progress(self, where: str) -> None:
+        """Tell the stall watchdog (multi-rank runs) that this rank is alive, about to do
+        ``where``."""
+        if self.watchdog is not None:
+            self.watchdog.progress(where)
+
+    def watch(self, armed: bool) -> None:
+        """Arm the stall watchdog while training, disarm it outside."""
+        if self.watchdog is not None:
+            self.watchdog.arm(armed)
+
+    def run_elastic(self, train: Callable[[Callable[[], None]], None], sync: Callable[[], None],
+                    snapshot: Callable[[], Any], restore: Callable[[Any], None]) -> None:
+        """Run ``sync()`` then ``train(commit)``.
+
+        The base behaviour, for runs with a fixed set of ranks: ``commit`` does nothing. An
+        elastic backend instead re-runs ``sync`` and ``train`` after ranks come or go, rolling
+        back to the state ``snapshot`` took at the last ``commit`` when a rank failed.
+
+        Args:
+            train: The epoch loop; calls ``commit()`` after each epoch.
+            sync: Collectives that bring every rank to rank 0's plan and state.
+            snapshot: Returns the training state (host copies).
+            restore: Puts a snapshot back.
+        """
+        sync()
+        train(lambda: None)
+
     def allreduce_gradients(self, grads: Sequence[tf.Tensor | None],
                             variables: Sequence[tf.Variable], name: str) -> list[tf.Tensor]:
         """Sum gradients over ranks in one grouped allreduce.

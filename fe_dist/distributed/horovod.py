@@ -7,13 +7,17 @@ Keras 2 and fail on Keras 3 variables, so only the core ops are used: `grouped_a
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Callable
 
 import horovod.tensorflow as hvd
 import tensorflow as tf
+from horovod.common.elastic import State, run_fn
+from horovod.common.exceptions import HorovodInternalError
 
 from fe_dist.distributed.context import Context
 from fe_dist.distributed.pinning import pin
+from fe_dist.distributed.watchdog import Watchdog
 
 
 class HorovodContext(Context):
@@ -34,7 +38,45 @@ class HorovodContext(Context):
         super().__init__(rank=hvd.rank(), size=hvd.size(), local_rank=hvd.local_rank(),
                          local_size=hvd.local_size())
         self.controller = "mpi" if hvd.mpi_enabled() else "gloo"
+        # Set by `horovodrun --min-np/--max-np --host-discovery-script` (Gloo only).
+        self.elastic = os.environ.get("HOROVOD_ELASTIC") == "1"
         self._start(*pin(self.local_rank, self.local_size))
+        if self.size > 1 or self.elastic:
+            self.watchdog = Watchdog(self.rank, self.size)
+
+    def run_elastic(self, train: Callable[[Callable[[], None]], None], sync: Callable[[], None],
+                    snapshot: Callable[[], Any], restore: Callable[[Any], None]) -> None:
+        """Under an elastic launch, Horovod's elastic loop: when a rank fails the others roll
+        back to the last commit, re-initialise with the ranks left and sync; when ranks are
+        added or removed everyone re-syncs at the next commit. Otherwise, the fixed-rank loop.
+
+        Horovod's own `TensorFlowKerasState` cannot be used with Keras 3 (it calls
+        ``optimizer.variables()`` and `broadcast_variables`, both Keras-2 only), and its `run`
+        only recognises failed ``HorovodAllreduce`` ops, not the ``HorovodGroupedAllreduce``
+        fe_dist uses; so fe_dist drives Horovod's generic `run_fn` with a state of its own.
+        """
+        if not self.elastic:
+            super().run_elastic(train, sync, snapshot, restore)
+            return
+        state = _ElasticState(self, sync, snapshot, restore)
+
+        def attempt(state: _ElasticState) -> None:
+            try:
+                train(state.commit)
+            except tf.errors.OpError as err:
+                if "Horovod" in str(err):  # a collective failed: a rank is gone
+                    raise HorovodInternalError(err) from err
+                raise
+
+        run_fn(attempt, self._reset)(state)
+
+    def _reset(self) -> None:
+        hvd.shutdown()
+        hvd.init()
+        self.rank, self.size = hvd.rank(), hvd.size()
+        self.local_rank, self.local_size = hvd.local_rank(), hvd.local_size()
+        if self.watchdog is not None:
+            self.watchdog.rank, self.watchdog.size = self.rank, self.size
 
     def broadcast_object(self, obj: Any, name: str, root: int = 0) -> Any:
         return hvd.broadcast_object(obj, root_rank=root, name=name)
@@ -51,3 +93,25 @@ class HorovodContext(Context):
     def barrier(self) -> None:
         # Horovod's TF binding has no barrier op; a tiny allreduce waits for every rank as well.
         self._allreduce_sum([tf.zeros([1])], name="fe.barrier")[0].numpy()
+
+
+class _ElasticState(State):
+    """fe_dist's training state for Horovod's elastic loop: host copies of every model and
+    optimizer variable and the records, taken at each commit (the end of an epoch)."""
+
+    def __init__(self, ctx: HorovodContext, sync: Callable[[], None],
+                 snapshot: Callable[[], Any], restore: Callable[[Any], None]) -> None:
+        super().__init__(bcast_object=lambda obj: ctx.broadcast_object(obj, "fe.elastic.hosts"),
+                         get_rank=hvd.rank)
+        self._sync, self._snapshot, self._restore = sync, snapshot, restore
+        self._saved = None
+
+    def save(self) -> None:
+        self._saved = self._snapshot()
+
+    def restore(self) -> None:
+        if self._saved is not None:
+            self._restore(self._saved)
+
+    def sync(self) -> None:
+        self._sync()

@@ -39,7 +39,7 @@ def checksum(model):
     return h.hexdigest()
 
 
-def make_estimator(n_train=600):
+def make_estimator(n_train=600, checkpoint_dir=None):
     (x, y), (xe, ye) = mnist.load_data()
     data = {"train": {"x": x[:n_train, ..., None], "y": y[:n_train],
                       "idx": np.arange(n_train)},
@@ -56,7 +56,8 @@ def make_estimator(n_train=600):
                                          1: ModelOp(inputs="x", model=b, outputs="p"),
                                          2: ModelOp(inputs="x", model=a, outputs="p")}),
                               SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")])
-    return fe.Estimator(pipeline=pipeline, network=network, epochs=len(BATCHES), seed=SEED)
+    return fe.Estimator(pipeline=pipeline, network=network, epochs=len(BATCHES), seed=SEED,
+                        checkpoint_dir=checkpoint_dir)
 
 
 def main(out_dir, comm=None):
