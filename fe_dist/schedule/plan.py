@@ -6,6 +6,7 @@ steps, ops and collectives in every epoch.
 
 from __future__ import annotations
 
+import json
 import numbers
 from typing import Any
 
@@ -40,7 +41,7 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             "network_eval_ops": [op.signature() for op in network.get_ops(epoch, "eval")],
             "trained_models": [m.model_name for m in network.trained_models(epoch)],
         })
-    return {
+    plan = {
         "world_size": world_size,
         "seed": seed,
         "data": {mode: {"samples": pipeline.num_samples(mode), "keys": pipeline.data_spec(mode)}
@@ -53,6 +54,8 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             [*pipeline.scheduled_items(), *network.scheduled_items()], epochs),
         "epochs": plan_epochs,
     }
+    # Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares equal.
+    return json.loads(json.dumps(plan))
 
 
 def _check_batch(batch: Any, epoch: int, world_size: int, n_train: int) -> int:
