@@ -23,20 +23,22 @@ def _tool(name: str) -> str:
 
 
 def launch(args: list[str], out_dir: Path | None, np: int = 2, launcher: str = "gloo",
-           timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:
+           timeout: float = 180, env: dict | None = None,
+           launcher_args: list[str] | None = None) -> subprocess.CompletedProcess:
     """Run ``tests/programs/<args[0]>`` (a path relative to it) on ``np`` ranks and return the
     finished process.
 
     launcher: "gloo" or "mpi" (horovodrun), "mpirun" (Open MPI's own launcher), or "python"
-    (one plain process). Every run has a time limit: a hung collective fails the test instead of
+    (one plain process); ``launcher_args`` replace horovodrun's ``-H localhost:N``. Every run
+    has a time limit: a hung collective fails the test instead of
     hanging the suite.
     """
     program = [sys.executable, str(PROGRAMS / args[0]), *args[1:]]
     if out_dir is not None:  # the programs in tests/programs write their reports there
         program += ["--out", str(out_dir)]
     if launcher in ("gloo", "mpi"):
-        cmd = [_tool("horovodrun"), "-np", str(np), "-H", f"localhost:{np}", f"--{launcher}",
-               *program]
+        hosts = ["-H", f"localhost:{np}"] if launcher_args is None else launcher_args
+        cmd = [_tool("horovodrun"), "-np", str(np), *hosts, f"--{launcher}", *program]
     elif launcher == "mpirun":
         cmd = [_tool("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", str(np),
                "-x", "PATH", "-x", "PYTHONPATH", "-x", "TF_CPP_MIN_LOG_LEVEL",

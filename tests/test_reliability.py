@@ -77,3 +77,28 @@ def test_stall_ends_the_job_with_a_message(tmp_path_factory, launcher):
     assert "fe_dist: stall: rank 0 of 2 made no progress" in output
     assert "epoch 1, train step 0 (gradient allreduce)" in output
     assert "rank 1 of 2 made no progress" in output and "on_epoch_end callback" in output
+
+
+def test_elastic_shrinks_on_failure_and_grows_back(tmp_path):
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("localhost:1\n127.0.0.1:1\n")
+    discover = tmp_path / "discover.sh"
+    discover.write_text(f"#!/bin/sh\ncat {hosts}\n")
+    discover.chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = launch(["elastic.py", "--hosts-file", str(hosts)], out, np=2, launcher="gloo",
+                  timeout=240, launcher_args=[
+                      "--min-np", "1", "--max-np", "2", "--network-interface", "lo",
+                      "--blacklist-cooldown-range", "1", "2",
+                      "--host-discovery-script", str(discover)])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    reports = read_reports(out, 2)
+    sizes = [r["world_size"] for r in reports[0]["records"]]
+    assert len(sizes) == 8 and sizes[0] == 2 and 1 in sizes and sizes[-1] == 2, sizes
+    for record in reports[0]["records"]:  # global batch kept, per-rank batch recomputed
+        expected = {1: [record["global_batch"]], 2: [17, 16] if record["global_batch"] == 33
+                    else [16, 16]}[record["world_size"]]
+        assert record["per_rank_batch"] == expected
+    assert reports[0]["records"] == reports[1]["records"]  # the returning rank was synced
+    assert reports[0]["weights"] == reports[1]["weights"]

@@ -1,9 +1,13 @@
 """Elastic training under `horovodrun --min-np 1 --max-np 2 --host-discovery-script ...`.
 
-After epoch 0, rank 0 removes a slot from the discovery file (--hosts-file) and rank 1 kills
-itself a moment later, in epoch 1. The remaining rank must roll back to the last committed
-epoch, re-initialise on one rank (per-rank batch = global batch) and finish the run. Every rank
-that finishes writes rank<r>.json.
+The discovery file (--hosts-file) lists two single-slot "hosts", localhost and 127.0.0.1 (both
+this machine): Horovod blacklists a whole host when one of its workers fails, so a two-slot
+localhost would end the job. After epoch 0 the worker on --keep-host removes the other host from
+the file and the worker on the other host kills itself a moment later, in epoch 1. The remaining
+rank must roll back to the last committed epoch and re-initialise on one rank (per-rank batch =
+global batch). After the next epoch on one rank it puts the other host back: a new worker starts
+there, and both sync to rank 0's state and finish the run on two ranks. Every rank that finishes
+writes rank<r>.json.
 """
 
 import argparse
@@ -12,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import fe_dist as fe
 from probe import make_estimator
@@ -21,19 +26,28 @@ def main(args):
     fe.enable_deterministic(5)
     ctx = fe.distributed.get_context()
     est = make_estimator(n_train=args.n_train)
+    est.epochs = args.epochs  # the probe's last batch size (33) holds for the extra epochs
+    restored = os.path.join(args.out, "host_restored")
 
     def on_epoch_end(record):
         if record.epoch == 0 and record.world_size == 2:
-            if ctx.rank == 0:
+            if os.environ.get("HOROVOD_HOSTNAME") == args.keep_host:
                 with open(args.hosts_file, "w") as f:
-                    f.write("localhost:1\n")
+                    f.write(f"{args.keep_host}:1\n")
             else:
                 threading.Timer(args.kill_delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
+        if record.world_size == 1:
+            if not os.path.exists(restored):
+                open(restored, "w").close()
+                with open(args.hosts_file, "w") as f:
+                    f.write(f"{args.keep_host}:1\n127.0.0.1:1\n")
+            time.sleep(args.solo_pause)  # leave the new worker time to start before the end
 
     est.on_epoch_end = on_epoch_end
     summary = est.fit()
     with open(os.path.join(args.out, f"rank{ctx.rank}.json"), "w") as f:
-        json.dump({"rank": ctx.rank, "size": ctx.size,
+        weights = {n: [w.tolist() for w in m.get_weights()] for n, m in est.network.models.items()}
+        json.dump({"rank": ctx.rank, "size": ctx.size, "weights": weights,
                    "records": summary.to_dict()["records"]}, f)
     return 0
 
@@ -42,6 +56,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--hosts-file", required=True)
+    parser.add_argument("--keep-host", default="localhost")
     parser.add_argument("--kill-delay", type=float, default=0.3)
     parser.add_argument("--n-train", type=int, default=3000)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--solo-pause", type=float, default=2.0)
     sys.exit(main(parser.parse_args()))
