@@ -7,8 +7,10 @@ Keras 2 and fail on Keras 3 variables, so only the core ops are used: `grouped_a
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, Callable
+import re
+from typing import Any, Callable, Iterator
 
 import horovod.tensorflow as hvd
 import tensorflow as tf
@@ -61,12 +63,8 @@ class HorovodContext(Context):
         state = _ElasticState(self, sync, snapshot, restore)
 
         def attempt(state: _ElasticState) -> None:
-            try:
+            with _collective_failures_as_internal_errors():
                 train(state.commit)
-            except tf.errors.OpError as err:
-                if "Horovod" in str(err):  # a collective failed: a rank is gone
-                    raise HorovodInternalError(err) from err
-                raise
 
         run_fn(attempt, self._reset)(state)
 
@@ -114,4 +112,17 @@ class _ElasticState(State):
             self._restore(self._saved)
 
     def sync(self) -> None:
-        self._sync()
+        with _collective_failures_as_internal_errors():
+            self._sync()
+
+
+@contextlib.contextmanager
+def _collective_failures_as_internal_errors() -> Iterator[None]:
+    """Re-raise a failed Horovod collective (a rank is gone: Gloo reports a reset connection)
+    as the HorovodInternalError that Horovod's elastic loop recovers from."""
+    try:
+        yield
+    except tf.errors.OpError as err:
+        if re.search(r"horovod|gloo", str(err), re.IGNORECASE):
+            raise HorovodInternalError(err) from err
+        raise
