@@ -1,4 +1,4 @@
-"""Checkpoints: after each epoch rank 0 writes every model's and optimizer's variables, the
+"""Checkpoints: after each epoch rank 0 writes every model's and optimizers' variables, the
 epoch, the shuffle seed, the run plan and the records so far, atomically.
 
 The file is written under a temporary name, flushed to disk and renamed over the previous one, so
@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from fe_dist.build import state_variables
 from fe_dist.errors import ConfigError
 from fe_dist.schedule import Plan, first_difference
 
 FILENAME = "fe_dist_checkpoint.npz"
 _META = "__meta__"
-FORMAT = 1
+FORMAT = 2
 
 
 def path(directory: str | os.PathLike) -> Path:
@@ -35,10 +36,8 @@ def save(directory: str | os.PathLike, models: dict[str, Any], epoch: int, plan:
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for name, model in sorted(models.items()):
-        for i, var in enumerate(model.variables):
-            arrays[f"{name}/var/{i}"] = np.asarray(var)
-        for i, var in enumerate(model.optimizer.variables):
-            arrays[f"{name}/opt/{i}"] = np.asarray(var)
+        for i, var in enumerate(state_variables(model)):
+            arrays[f"{name}/{i}"] = np.asarray(var)
     meta = {"format": FORMAT, "epoch": epoch, "plan": plan, "records": records}
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     final = path(directory)
@@ -91,10 +90,9 @@ def _rank_free(plan: Plan) -> Plan:
 def restore(models: dict[str, Any], arrays: dict[str, np.ndarray], file: Path) -> None:
     """Assign the saved values to every model and optimizer variable."""
     for name, model in sorted(models.items()):
-        for kind, variables in (("var", model.variables), ("opt", model.optimizer.variables)):
-            for i, var in enumerate(variables):
-                key = f"{name}/{kind}/{i}"
-                if key not in arrays or tuple(arrays[key].shape) != tuple(var.shape):
-                    raise ConfigError(f"Checkpoint {file} does not fit model {name!r} (variable "
-                                      f"{key}). Resume with the models that wrote it.")
-                var.assign(arrays[key])
+        for i, var in enumerate(state_variables(model)):
+            key = f"{name}/{i}"
+            if key not in arrays or tuple(arrays[key].shape) != tuple(var.shape):
+                raise ConfigError(f"Checkpoint {file} does not fit model {name!r} (variable "
+                                  f"{key}). Resume with the models that wrote it.")
+            var.assign(arrays[key])

@@ -10,14 +10,17 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import tensorflow as tf
 
-from fe_dist import checkpoint
+from fe_dist import checkpoint, history
+from fe_dist.build import optimizer_at, state_variables
 from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError, DistributedError
 from fe_dist.network import Network
 from fe_dist.pipeline import Pipeline
 from fe_dist.preflight import run_preflight
-from fe_dist.schedule import Plan, build_plan, first_difference
-from fe_dist.summary import EpochRecord, Summary
+from fe_dist.progress import Progress
+from fe_dist.schedule import (BaseScheduler, Plan, build_plan, first_difference, resolve,
+                              warmup_length)
+from fe_dist.summary import EpochRecord, Summary, schedule_table
 
 T = TypeVar("T")
 
@@ -32,15 +35,23 @@ class Estimator:
         seed: Seed of the per-epoch shuffle (the same on every rank).
         verbose: Print the run header and one line per epoch (rank 0 only).
         on_epoch_end: Called on every rank with each epoch's record, after the epoch (and after
-            its checkpoint).
+            its checkpoint); a Scheduler of callables (or None) picks one per epoch.
         checkpoint_dir: Where rank 0 saves a checkpoint after every epoch (models, optimizers,
             epoch, plan, records); ``fit(resume=True)`` continues from it.
+        evaluate: Whether to evaluate: a bool, or a Scheduler of bools (e.g. every 5th epoch
+            with ``RepeatScheduler([False] * 4 + [True])``).
+        history_dir: Where rank 0 writes history.csv, history.json and history.png after each
+            epoch.
+        tensorboard_dir: Where rank 0 writes TensorBoard scalars after each epoch.
     """
 
     def __init__(self, pipeline: Pipeline, network: Network, epochs: int, seed: int = 0,
                  verbose: bool = True,
-                 on_epoch_end: Callable[[EpochRecord], None] | None = None,
-                 checkpoint_dir: str | os.PathLike | None = None) -> None:
+                 on_epoch_end: Callable[[EpochRecord], None] | BaseScheduler | None = None,
+                 checkpoint_dir: str | os.PathLike | None = None,
+                 evaluate: bool | BaseScheduler = True,
+                 history_dir: str | os.PathLike | None = None,
+                 tensorboard_dir: str | os.PathLike | None = None) -> None:
         self.pipeline = pipeline
         self.network = network
         self.epochs = epochs
@@ -48,6 +59,11 @@ class Estimator:
         self.verbose = verbose
         self.on_epoch_end = on_epoch_end
         self.checkpoint_dir = checkpoint_dir
+        self.evaluate = evaluate
+        self.history_dir = history_dir
+        self.tensorboard_dir = tensorboard_dir
+        self._tensorboard: history.TensorBoard | None = None
+        self._progress = Progress()
         self.plan: Plan | None = None
         self._fit_start = 0.0
 
@@ -85,6 +101,7 @@ class Estimator:
                            f"{'/' + ctx.controller if hasattr(ctx, 'controller') else ''}, "
                            f"{ctx.device}, {ctx.threads} thread(s) per rank; schedule changes at "
                            f"epochs {plan['signature_epochs']}")
+            self._log(ctx, schedule_table(plan))
             ctx.progress("the checks and compilation of each schedule phase")
             _together(ctx, "preflight",
                       lambda: run_preflight(self.pipeline, self.network, plan, ctx))
@@ -106,13 +123,13 @@ class Estimator:
                 commit()  # elastic runs roll back to here when a rank fails
 
         def snapshot() -> tuple[list[list[np.ndarray]], list[EpochRecord]]:
-            return [[np.array(v) for v in _state_variables(m)]
+            return [[np.array(v) for v in state_variables(m)]
                     for _, m in sorted(self.network.models.items())], list(records)
 
         def restore(saved: tuple[list[list[np.ndarray]], list[EpochRecord]]) -> None:
             values, saved_records = saved
             for (_, model), model_values in zip(sorted(self.network.models.items()), values):
-                for var, value in zip(_state_variables(model), model_values):
+                for var, value in zip(state_variables(model), model_values):
                     var.assign(value)
             records[:] = saved_records
 
@@ -124,7 +141,7 @@ class Estimator:
 
     def _agree_on_plan(self, ctx: Context) -> Plan:
         local = _together(ctx, "schedule", lambda: build_plan(
-            self.pipeline, self.network, self.epochs, ctx.size, self.seed))
+            self.pipeline, self.network, self.epochs, ctx.size, self.seed, self.evaluate))
         reference = ctx.broadcast_object(local if ctx.is_chief else None, name="fe.plan")
         diff = first_difference(reference, local)
         error = None if diff is None else DistributedError(
@@ -151,7 +168,7 @@ class Estimator:
         if ctx.size == 1:
             return
         for name, model in sorted(self.network.models.items()):
-            variables = _state_variables(model)
+            variables = state_variables(model)
             ctx.broadcast_variables(variables, [f"fe.init.{name}.{i}"
                                                 for i in range(len(variables))])
 
@@ -162,24 +179,30 @@ class Estimator:
         tensors_before, bytes_before = ctx.communication_counters()
         start = time.perf_counter()
         timeline = {"train_start": start - self._fit_start}
+        learning_rates: dict[str, float] = {}
         if entry["trained_models"]:
             ds = self.pipeline.get_train_dataset(epoch, batch, ctx, seed=self.seed)
             step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx)
             global_batch = tf.constant(batch, tf.float32)
+            set_lr = self._lr_setter(entry)
             outputs = []
             for b in ds:
                 ctx.progress(f"epoch {epoch}, train step {len(outputs)} (gradient allreduce)")
+                learning_rates = set_lr(len(outputs))
                 outputs.append(step(b, global_batch))
                 if len(outputs) == 1:  # wait for the first step: its time shows rebuild costs
                     tf.nest.map_structure(lambda t: t.numpy(), outputs[0])
                     timeline["first_step_end"] = time.perf_counter() - self._fit_start
+                if ctx.is_chief and self.verbose:
+                    self._progress.update(epoch, len(outputs), entry["steps"])
             report["steps"] = len(outputs)
             report["train"] = _add(outputs)
+        report["learning_rates"] = learning_rates
         report["train_seconds"] = time.perf_counter() - start
         timeline["train_end"] = time.perf_counter() - self._fit_start
         tensors_after, bytes_after = ctx.communication_counters()
         report["reduced"] = (tensors_after - tensors_before, bytes_after - bytes_before)
-        if "eval" in self.pipeline.data:
+        if entry["evaluate"]:
             ctx.progress(f"epoch {epoch}, eval")
             eval_start = time.perf_counter()
             ds = self.pipeline.get_eval_dataset(epoch, batch, ctx)
@@ -190,14 +213,46 @@ class Estimator:
         report["timeline"] = timeline
         ctx.progress(f"epoch {epoch}, the gathering of every rank's epoch report")
         record = self._record(entry, ctx.allgather_object(report, name="fe.epoch_report"), ctx)
+        if ctx.is_chief and self.verbose:
+            self._progress.clear()
         self._log(ctx, record.log_line())
-        if self.checkpoint_dir is not None and ctx.is_chief:
-            checkpoint.save(self.checkpoint_dir, self.network.models, epoch, self.plan,
-                            [dataclasses.asdict(r) for r in [*previous, record]])
-        if self.on_epoch_end is not None:
+        if ctx.is_chief:
+            self._write_outputs(epoch, [*previous, record])
+        callback = resolve(self.on_epoch_end, epoch)
+        if callback is not None:
             ctx.progress(f"epoch {epoch}, the user's on_epoch_end callback")
-            self.on_epoch_end(record)
+            callback(record)
         return record
+
+    def _lr_setter(self, entry: dict[str, Any]) -> Callable[[int], dict[str, float]]:
+        """A function that sets each trained model's scheduled learning rate for step s of
+        this epoch and returns the rates it set."""
+        epoch, batch = entry["epoch"], entry["global_batch"]
+        steps = [e["steps"] for e in self.plan["epochs"]]
+        first = sum(steps[:epoch])  # the run's optimizer steps before this epoch
+        scheduled = [(m, optimizer_at(m, epoch), m.lr_schedule, warmup_length(m.lr_schedule, steps))
+                     for m in self.network.trained_models(epoch) if m.lr_schedule is not None]
+
+        def set_lr(step: int) -> dict[str, float]:
+            rates = {}
+            for model, opt, schedule, warmup in scheduled:
+                rates[model.model_name] = schedule.value(epoch, first + step, batch, warmup)
+                opt.learning_rate = rates[model.model_name]
+            return rates
+
+        return set_lr
+
+    def _write_outputs(self, epoch: int, records: list[EpochRecord]) -> None:
+        """Rank 0's files after an epoch: checkpoint, history, TensorBoard."""
+        if self.checkpoint_dir is not None:
+            checkpoint.save(self.checkpoint_dir, self.network.models, epoch, self.plan,
+                            [dataclasses.asdict(r) for r in records])
+        if self.history_dir is not None:
+            history.write(self.history_dir, records, self.plan["signature_epochs"])
+        if self.tensorboard_dir is not None:
+            if self._tensorboard is None:
+                self._tensorboard = history.TensorBoard(self.tensorboard_dir)
+            self._tensorboard.write(records[-1])
 
     def _record(self, entry: dict[str, Any], reports: list[dict[str, Any]],
                 ctx: Context) -> EpochRecord:
@@ -223,16 +278,11 @@ class Estimator:
             pipeline_ops=entry["pipeline_train_ops"], network_ops=entry["network_train_ops"],
             allreduced_tensors_per_step=tensors / steps if steps else 0.0,
             allreduced_bytes_per_step=nbytes / steps if steps else 0.0,
-            timeline=reports[0]["timeline"])
+            timeline=reports[0]["timeline"], learning_rates=reports[0]["learning_rates"])
 
     def _log(self, ctx: Context, line: str) -> None:
         if self.verbose and ctx.is_chief:
             print(line, flush=True)
-
-
-def _state_variables(model: Any) -> list[Any]:
-    """Everything that defines a model's training state: its variables and its optimizer's."""
-    return [*model.variables, *model.optimizer.variables]
 
 
 def _together(ctx: Context, what: str, fn: Callable[[], T]) -> T:

@@ -8,12 +8,13 @@ from typing import Any, Callable, Sequence
 import keras
 import tensorflow as tf
 
-from fe_dist.distributed import Context, get_context
+from fe_dist.build import optimizer_at
+from fe_dist.distributed import COMPRESSIONS, Context, get_context
 from fe_dist.errors import ConfigError
 from fe_dist.op.op import Op, check_ops, run_ops
 from fe_dist.op.tensorop.loss import LossOp
 from fe_dist.op.tensorop.model import ModelOp
-from fe_dist.schedule import Scheduler, get_current_items
+from fe_dist.schedule import BaseScheduler, get_current_items
 
 Spec = dict[str, tf.TensorSpec]
 
@@ -23,14 +24,21 @@ class Network:
 
     Args:
         ops: Tensor ops, ModelOps and loss ops, each may be a Scheduler of ops.
+        gradient_compression: "fp16" halves the bytes of the gradient allreduce (gradients are
+            cast to float16 for the sum and back); None sends float32.
     """
 
-    def __init__(self, ops: Sequence[Op | Scheduler[Op]]) -> None:
+    def __init__(self, ops: Sequence[Op | BaseScheduler[Op]],
+                 gradient_compression: str | None = None) -> None:
         get_context()
+        if gradient_compression not in COMPRESSIONS:
+            raise ConfigError(f"Network: gradient_compression must be one of {COMPRESSIONS}, got "
+                              f"{gradient_compression!r}.")
+        self.gradient_compression = gradient_compression
         self.ops = check_ops(ops, "Network")
         self.models: dict[str, keras.Model] = {}
         for item in self.ops:
-            values = item.get_all_values() if isinstance(item, Scheduler) else [item]
+            values = item.get_all_values() if isinstance(item, BaseScheduler) else [item]
             for op in values:
                 if isinstance(op, ModelOp):
                     known = self.models.setdefault(op.model.model_name, op.model)
@@ -70,10 +78,12 @@ class Network:
         ctx = ctx or get_context()
         ops = self.get_ops(epoch, "train")
         models = self.trained_models(epoch)
+        optimizers = [optimizer_at(m, epoch) for m in models]
         key = ("train", tuple(op.signature() for op in ops),
-               tuple(m.model_name for m in models), _spec_key(spec))
+               tuple((m.model_name, m.fe_optimizers.index(o)) for m, o in zip(models, optimizers)),
+               _spec_key(spec))
         if key not in self._steps:
-            self._steps[key] = self._compile_train(key, ops, models, spec, ctx)
+            self._steps[key] = self._compile_train(key, ops, models, optimizers, spec, ctx)
         return self._steps[key]
 
     def get_eval_step(self, epoch: int, spec: Spec) -> Callable[[dict], dict]:
@@ -84,9 +94,11 @@ class Network:
             self._steps[key] = self._compile_eval(key, ops, spec)
         return self._steps[key]
 
-    def _compile_train(self, key: tuple, ops: list[Op], models: list[keras.Model], spec: Spec,
+    def _compile_train(self, key: tuple, ops: list[Op], models: list[keras.Model],
+                       optimizers: list[keras.optimizers.Optimizer], spec: Spec,
                        ctx: Context) -> Callable:
         loss_keys = sorted({m.loss_name for m in models})
+        compression = self.gradient_compression
 
         def train_step(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> dict:
             self.trace_counts[key] += 1  # Python runs only while tracing
@@ -95,14 +107,16 @@ class Network:
                 run_ops(ops, store, {"mode": "train"})
                 # Sum of this rank's per-sample losses over the *global* batch: summing the
                 # gradients over ranks then gives exactly the single-process gradient.
-                losses = {k: tf.reduce_sum(store[k]) for k in loss_keys}
-                scaled = {k: v / global_batch for k, v in losses.items()}
-            for model in models:
+                losses = {k: tf.reduce_sum(tf.cast(store[k], tf.float32)) for k in loss_keys}
+                # scale_loss is the identity except under a mixed-precision loss-scale optimizer.
+                scaled = [opt.scale_loss(losses[m.loss_name] / global_batch)
+                          for m, opt in zip(models, optimizers)]
+            for model, opt, loss in zip(models, optimizers, scaled):
                 variables = model.trainable_variables
-                grads = tape.gradient(scaled[model.loss_name], variables)
-                grads = ctx.allreduce_gradients(grads, variables,
+                grads = tape.gradient(loss, variables)
+                grads = ctx.allreduce_gradients(grads, variables, compression=compression,
                                                 name=f"fe.grad.{model.model_name}")
-                model.optimizer.apply_gradients(zip(grads, variables))
+                opt.apply_gradients(zip(grads, variables))
             return losses
 
         signature = (spec, tf.TensorSpec([], tf.float32))

@@ -11,7 +11,7 @@ from fe_dist import sharding
 from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError
 from fe_dist.op.op import Op, check_ops, run_ops
-from fe_dist.schedule import Scheduler, get_current_items, resolve
+from fe_dist.schedule import BaseScheduler, get_current_items, resolve
 
 MODES = ("train", "eval")
 
@@ -28,8 +28,8 @@ class Pipeline:
     """
 
     def __init__(self, data: dict[str, dict[str, np.ndarray]],
-                 batch_size: int | Scheduler[int],
-                 ops: Sequence[Op | Scheduler[Op]] | None = None) -> None:
+                 batch_size: int | BaseScheduler[int],
+                 ops: Sequence[Op | BaseScheduler[Op]] | None = None) -> None:
         get_context()  # pins this rank before TensorFlow starts
         self.data = _check_data(data)
         self.batch_size = batch_size

@@ -30,6 +30,8 @@ class EpochRecord:
         allreduced_bytes_per_step: Gradient bytes each rank allreduced per step.
         timeline: Rank 0's seconds since fit() began at: train_start, first_step_end (after the
             first step has finished), train_end, eval_end.
+        learning_rates: The learning rate of each model with an `LRSchedule` at the epoch's
+            last step.
     """
 
     epoch: int
@@ -49,6 +51,7 @@ class EpochRecord:
     allreduced_tensors_per_step: float
     allreduced_bytes_per_step: float
     timeline: dict[str, float]
+    learning_rates: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def log_line(self) -> str:
         """The console line for this epoch."""
@@ -90,3 +93,39 @@ class Summary:
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+def schedule_table(plan: dict[str, Any]) -> str:
+    """One row per signature epoch: batch, per-rank batch, ops, trained models, eval."""
+    rows = [("epochs", "global batch", "per rank", "pipeline ops", "network ops", "trains",
+             "eval")]
+    bounds = [*plan["signature_epochs"], len(plan["epochs"])]
+    for start, stop in zip(bounds, bounds[1:]):
+        e = plan["epochs"][start]
+        rows.append((
+            f"{start}" if stop - start == 1 else f"{start}-{stop - 1}",
+            str(e["global_batch"]), "/".join(str(b) for b in sorted(set(e["per_rank_batch"]),
+                                                                   reverse=True)),
+            ", ".join(_short(op) for op in e["pipeline_train_ops"]) or "-",
+            ", ".join(_short(op) for op in e["network_train_ops"]) or "-",
+            ", ".join(f"{m} ({o.split('#')[0]})" for m, o in e["optimizers"].items()) or "-",
+            "yes" if e["evaluate"] else "no"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _short(signature: str) -> str:
+    """'Resize(inputs=('x',), ..., size=(30, 30), ...)' -> 'Resize(30, 30)' style names."""
+    name = signature.split("(", 1)[0]
+    for key in ("size=", "scalar=", "model="):
+        if key in signature:
+            value = signature.split(key, 1)[1]
+            value = value[:value.index(")") + 1] if value.startswith("(") else \
+                value.split(",")[0].rstrip(")")
+            value = value.strip(chr(39))
+            try:
+                value = f"{float(value):g}"
+            except ValueError:
+                pass
+            return f"{name}[{value}]"
+    return name

@@ -83,11 +83,11 @@ def run_ops(ops: Sequence[Op], store: dict[str, Any], state: dict[str, Any]) -> 
 
 def check_ops(ops: Any, owner: str) -> list[Any]:
     """``ops`` as a list, each an `Op` or a `Scheduler` of ops; otherwise a ConfigError."""
-    from fe_dist.schedule import Scheduler  # schedule does not depend on ops; avoid a cycle
+    from fe_dist.schedule import BaseScheduler  # schedule does not depend on ops; no cycle
 
     ops = list(ops or [])
     for i, item in enumerate(ops):
-        values = item.get_all_values() if isinstance(item, Scheduler) else [item]
+        values = item.get_all_values() if isinstance(item, BaseScheduler) else [item]
         for value in values:
             if not isinstance(value, Op):
                 raise ConfigError(f"{owner} ops[{i}] is {value!r}, not an op. Give fe_dist ops "

@@ -12,13 +12,15 @@ from typing import Any
 
 from fe_dist import sharding
 from fe_dist.errors import ConfigError
-from fe_dist.schedule.scheduler import get_signature_epochs
+from fe_dist.schedule.scheduler import BaseScheduler, get_signature_epochs
 
 Plan = dict[str, Any]
 
 
-def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: int) -> Plan:
-    """Resolve ``pipeline`` and ``network`` for every epoch on ``world_size`` ranks.
+def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: int,
+               evaluate: Any = True) -> Plan:
+    """Resolve ``pipeline``, ``network`` and the eval schedule ``evaluate`` (a bool or a
+    Scheduler of bools) for every epoch on ``world_size`` ranks.
 
     Raises:
         ConfigError: a batch size that is missing, not a positive int, smaller than the number
@@ -27,6 +29,7 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
         raise ConfigError(f"Estimator epochs must be a positive int, got {epochs!r}.")
     n_train = pipeline.num_samples("train")
+    evaluate = _as_function(evaluate)
     plan_epochs = []
     for epoch in range(epochs):
         batch = _check_batch(pipeline.get_batch_size(epoch), epoch, world_size, n_train)
@@ -40,6 +43,9 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             "network_train_ops": [op.signature() for op in network.get_ops(epoch, "train")],
             "network_eval_ops": [op.signature() for op in network.get_ops(epoch, "eval")],
             "trained_models": [m.model_name for m in network.trained_models(epoch)],
+            "optimizers": {m.model_name: _optimizer_name(m, epoch)
+                           for m in network.trained_models(epoch)},
+            "evaluate": bool(evaluate(epoch)) and "eval" in pipeline.modes(),
         })
     plan = {
         "world_size": world_size,
@@ -51,11 +57,28 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
                           "variables": [[list(v.shape), str(v.dtype)] for v in m.variables]}
                    for name, m in sorted(network.models.items())},
         "signature_epochs": get_signature_epochs(
-            [*pipeline.scheduled_items(), *network.scheduled_items()], epochs),
+            [*pipeline.scheduled_items(), *network.scheduled_items(),
+             *[m.fe_optimizer_schedule for m in network.models.values()]], epochs),
         "epochs": plan_epochs,
     }
     # Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares equal.
     return json.loads(json.dumps(plan))
+
+
+def _as_function(evaluate: Any) -> Any:
+    if isinstance(evaluate, BaseScheduler):
+        return evaluate.get_current_value
+    if not isinstance(evaluate, bool):
+        raise ConfigError(f"Estimator evaluate must be True, False or a Scheduler of bools, got "
+                          f"{evaluate!r}.")
+    return lambda epoch: evaluate
+
+
+def _optimizer_name(model: Any, epoch: int) -> str:
+    from fe_dist.build import optimizer_at  # build imports schedule; import at use, no cycle
+
+    opt = optimizer_at(model, epoch)
+    return f"{type(opt).__name__}#{model.fe_optimizers.index(opt)}"
 
 
 def _check_batch(batch: Any, epoch: int, world_size: int, n_train: int) -> int:

@@ -9,7 +9,19 @@ from fe_dist.errors import ConfigError
 T = TypeVar("T")
 
 
-class Scheduler(Generic[T]):
+class BaseScheduler(Generic[T]):
+    """A value that depends on the epoch. Subclasses define `get_current_value`."""
+
+    def get_current_value(self, epoch: int) -> T | None:
+        """The value in force at ``epoch`` (None switches a scheduled op off)."""
+        raise NotImplementedError
+
+    def get_all_values(self) -> list[T]:
+        """Every value that is not None."""
+        raise NotImplementedError
+
+
+class Scheduler(BaseScheduler[T]):
     """A value that changes by epoch.
 
     The value given for key ``k`` holds from epoch ``k`` until the next key. Epochs count from 0.
@@ -59,9 +71,40 @@ class Scheduler(Generic[T]):
         return f"Scheduler({self.epoch_dict!r})"
 
 
+class RepeatScheduler(BaseScheduler[T]):
+    """A list of values that repeats by epoch: epoch e takes ``repeat_list[e % len]``.
+
+    Args:
+        repeat_list: The values of one cycle; None switches a scheduled op off for that epoch.
+
+    Example:
+        >>> s = RepeatScheduler([32, 64])
+        >>> [s.get_current_value(e) for e in range(5)]
+        [32, 64, 32, 64, 32]
+    """
+
+    def __init__(self, repeat_list: list[T | None]) -> None:
+        if not isinstance(repeat_list, (list, tuple)) or not repeat_list:
+            raise ConfigError(f"RepeatScheduler needs a non-empty list of values, got "
+                              f"{repeat_list!r}. Example: RepeatScheduler([32, 64]).")
+        if all(value is None for value in repeat_list):
+            raise ConfigError(f"RepeatScheduler {list(repeat_list)!r} has only None values, so it "
+                              "never does anything. Give at least one value.")
+        self.repeat_list: list[T | None] = list(repeat_list)
+
+    def get_current_value(self, epoch: int) -> T | None:
+        return self.repeat_list[epoch % len(self.repeat_list)]
+
+    def get_all_values(self) -> list[T]:
+        return [v for v in self.repeat_list if v is not None]
+
+    def __repr__(self) -> str:
+        return f"RepeatScheduler({self.repeat_list!r})"
+
+
 def resolve(item: Any, epoch: int) -> Any:
-    """The value of ``item`` at ``epoch``: a Scheduler's current value, or the item itself."""
-    return item.get_current_value(epoch) if isinstance(item, Scheduler) else item
+    """The value of ``item`` at ``epoch``: a scheduler's current value, or the item itself."""
+    return item.get_current_value(epoch) if isinstance(item, BaseScheduler) else item
 
 
 def get_current_items(items: Iterable[Any], epoch: int, mode: str | None = None) -> list[Any]:
@@ -87,10 +130,22 @@ def _mode_matches(op_mode: str | Iterable[str] | None, mode: str) -> bool:
 
 
 def get_signature_epochs(items: Iterable[Any], total_epochs: int) -> list[int]:
-    """Epochs below ``total_epochs`` at which any of ``items`` may change: 0 and every Scheduler
-    key. Between two signature epochs nothing scheduled changes."""
-    epochs = {0}
-    for item in items:
-        if isinstance(item, Scheduler):
-            epochs.update(k for k in item.keys if k < total_epochs)
-    return sorted(epochs)
+    """Epochs below ``total_epochs`` at which any of ``items`` changes value: 0, and every epoch
+    whose value differs from the epoch before. Between two signature epochs nothing scheduled
+    changes."""
+    schedulers = [item for item in items if isinstance(item, BaseScheduler)]
+    epochs = [0]
+    for epoch in range(1, total_epochs):
+        if any(_changed(s.get_current_value(epoch - 1), s.get_current_value(epoch))
+               for s in schedulers):
+            epochs.append(epoch)
+    return epochs
+
+
+def _changed(before: Any, after: Any) -> bool:
+    if before is after:
+        return False
+    try:
+        return bool(before != after)
+    except (TypeError, ValueError):  # values whose comparison is not a plain bool
+        return True
