@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import time
 from typing import Any, Callable, TypeVar
@@ -62,6 +63,9 @@ class Estimator:
         self.evaluate = evaluate
         self.history_dir = history_dir
         self.tensorboard_dir = tensorboard_dir
+        if tensorboard_dir is not None and importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError("Estimator(tensorboard_dir=...) needs the tensorboard package, "
+                              "which TensorFlow no longer installs: pip install tensorboard.")
         self._tensorboard: history.TensorBoard | None = None
         self._progress = Progress()
         self.plan: Plan | None = None

@@ -29,7 +29,7 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
         raise ConfigError(f"Estimator epochs must be a positive int, got {epochs!r}.")
     n_train = pipeline.num_samples("train")
-    evaluate = _as_function(evaluate)
+    eval_schedule, evaluate = evaluate, _as_function(evaluate)
     plan_epochs = []
     for epoch in range(epochs):
         batch = _check_batch(pipeline.get_batch_size(epoch), epoch, world_size, n_train)
@@ -58,7 +58,8 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
                    for name, m in sorted(network.models.items())},
         "signature_epochs": get_signature_epochs(
             [*pipeline.scheduled_items(), *network.scheduled_items(),
-             *[m.fe_optimizer_schedule for m in network.models.values()]], epochs),
+             *[m.fe_optimizer_schedule for m in network.models.values()], eval_schedule],
+            epochs),
         "epochs": plan_epochs,
     }
     # Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares equal.

@@ -1,0 +1,152 @@
+"""Progressive-training extras: RepeatScheduler, learning rates that follow the batch, scheduled
+optimizers / eval / callbacks, the schedule table, history files, progress bar, mixed precision
+and fp16 gradient compression."""
+
+import io
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import fe_dist as fe
+from fe_dist import sharding
+from fe_dist.errors import ConfigError
+from fe_dist.op.tensorop.loss import SparseCategoricalCrossentropy
+from fe_dist.op.tensorop.model import ModelOp
+from fe_dist.progress import Progress
+from fe_dist.schedule import LRSchedule, RepeatScheduler, Scheduler, get_signature_epochs
+from fe_dist.summary import schedule_table
+from test_errors import data, estimator, tiny
+
+
+def test_repeat_scheduler():
+    s = RepeatScheduler([32, 64, None])
+    assert [s.get_current_value(e) for e in range(7)] == [32, 64, None, 32, 64, None, 32]
+    assert get_signature_epochs([s], 7) == list(range(7))
+    assert get_signature_epochs([RepeatScheduler([8, 8])], 5) == [0]
+    with pytest.raises(ConfigError, match="only None"):
+        RepeatScheduler([None])
+    with pytest.raises(ConfigError, match="non-empty list"):
+        RepeatScheduler([])
+
+
+def test_lr_schedule_values():
+    lr = LRSchedule(0.1, reference_batch=32)
+    assert lr.value(epoch=0, step=0, global_batch=32) == pytest.approx(0.1)
+    assert lr.value(epoch=3, step=99, global_batch=128) == pytest.approx(0.4)
+    warm = LRSchedule(0.1, warmup_steps=4)
+    assert [warm.value(0, s, 32, 4) for s in range(6)] == pytest.approx(
+        [0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
+    by_epoch = LRSchedule(Scheduler({0: 0.1, 2: 0.01}))
+    assert [by_epoch.value(e, 0, 32) for e in range(4)] == pytest.approx([0.1, 0.1, 0.01, 0.01])
+    by_step = LRSchedule(lambda epoch, step: 1.0 / (step + 1))
+    assert by_step.value(0, 9, 32) == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="warmup_steps or warmup_epochs"):
+        LRSchedule(0.1, warmup_steps=2, warmup_epochs=1)
+    with pytest.raises(ConfigError, match="reference_batch"):
+        LRSchedule(0.1, reference_batch=0)
+
+
+def test_learning_rate_applied_at_every_step_matches_a_hand_loop():
+    """SGD with a scaled, warmed-up LR over a batch change, against a hand-written loop that
+    applies the expected LR at each step: same weights."""
+    d = data(n=48)
+    lr = LRSchedule(0.5, reference_batch=8, warmup_steps=5)
+    model = fe.build(tiny(), model_name="m", loss_name="ce", lr=lr,
+                     optimizer=lambda: keras.optimizers.SGD(1.0))
+    start = [w.copy() for w in model.get_weights()]
+    est = estimator(batch_size=Scheduler({0: 8, 1: 16}), model=model, epochs=2, d=d)
+    summary = est.fit()
+
+    ref = tiny()()
+    ref.set_weights(start)
+    step, expected_last = 0, {}
+    for epoch, batch in ((0, 8), (1, 16)):
+        for idx in sharding.train_indices(48, batch, 1, 0, seed=0, epoch=epoch):
+            rate = 0.5 * (batch / 8) * min(1.0, (step + 1) / 5)
+            x, y = d["train"]["x"][idx], d["train"]["y"][idx]
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
+                    y, ref(x, training=True))) / batch
+            for var, grad in zip(ref.trainable_variables,
+                                 tape.gradient(loss, ref.trainable_variables)):
+                var.assign_sub(rate * grad)
+            step += 1
+        expected_last[epoch] = rate
+    for got, want in zip(model.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for record in summary.records:
+        assert record.learning_rates["m"] == pytest.approx(expected_last[record.epoch])
+
+
+def test_scheduled_optimizer_eval_and_callback():
+    model = fe.build(tiny(), model_name="m", loss_name="ce",
+                     optimizer=Scheduler({0: "adam", 1: "sgd"}))
+    adam, sgd = model.fe_optimizers
+    seen = []
+    d = {"train": data()["train"], "eval": data(n=10)["train"]}
+    est = estimator(model=model, epochs=3, d=d)
+    est.evaluate = RepeatScheduler([False, True])
+    est.on_epoch_end = Scheduler({0: None, 1: lambda r: seen.append(r.epoch)})
+    summary = est.fit()
+    assert int(adam.iterations) == 4 and int(sgd.iterations) == 8  # 4 steps an epoch
+    assert [bool(r.eval_metrics) for r in summary.records] == [False, True, False]
+    assert seen == [1, 2]
+    assert summary.signature_epochs == [0, 1, 2]  # optimizer and eval changes count
+    table = schedule_table(est.plan)
+    assert "m (Adam)" in table and "m (SGD)" in table and "eval" in table
+
+
+def test_history_files_and_tensorboard(tmp_path):
+    est = estimator(batch_size=Scheduler({0: 8, 1: 16}), epochs=2)
+    est.history_dir = tmp_path / "history"
+    est.tensorboard_dir = tmp_path / "tb"
+    est.fit()
+    rows = json.loads((tmp_path / "history" / "history.json").read_text())
+    assert [r["global_batch"] for r in rows["records"]] == [8, 16]
+    assert rows["signature_epochs"] == [0, 1]
+    csv_lines = (tmp_path / "history" / "history.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("epoch,global_batch") and len(csv_lines) == 3
+    assert (tmp_path / "history" / "history.png").stat().st_size > 1000
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_progress_bar_only_on_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, log = Tty(), io.StringIO()
+    for stream in (tty, log):
+        bar = Progress(stream, interval=0)
+        bar.update(epoch=3, step=5, steps=10)
+        bar.clear()
+    assert "epoch 3 [" in tty.getvalue() and "5/10 steps" in tty.getvalue()
+    assert log.getvalue() == ""
+
+
+def test_mixed_precision_trains_with_loss_scaling():
+    model = fe.build(tiny(), model_name="m", loss_name="ce", mixed_precision=True)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.layers[-1].compute_dtype == "float16"
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+    summary = estimator(model=model, epochs=1).fit()
+    assert np.isfinite(summary.records[0].train_loss["ce"])
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        fe.build(tiny(), model_name="m2", mixed_precision="int8")
+
+
+def test_fp16_compression_halves_the_allreduced_bytes():
+    model = fe.build(tiny(), model_name="m", loss_name="ce")
+    net = fe.Network([ModelOp(inputs="x", model=model, outputs="p"),
+                      SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")],
+                     gradient_compression="fp16")
+    est = fe.Estimator(pipeline=fe.Pipeline(data=data(), batch_size=16), network=net,
+                       epochs=1, verbose=False)
+    record = est.fit().records[0]
+    full = sum(int(np.prod(v.shape)) * 4 for v in model.trainable_variables)
+    assert record.allreduced_bytes_per_step == full / 2
+    with pytest.raises(ConfigError, match="gradient_compression"):
+        fe.Network([ModelOp(inputs="x", model=model, outputs="p")], gradient_compression="int8")
