@@ -26,7 +26,7 @@ from fe_dist.op.tensorop.model import ModelOp  # noqa: E402
 from fe_dist.schedule import Scheduler  # noqa: E402
 
 
-def build_estimator(name: str, tiny: bool) -> fe.Estimator:
+def build_estimator(name: str, tiny: bool, compression: str | None = None) -> fe.Estimator:
     spec = workloads.spec(name, tiny)
     x, y = workloads.load_data(name, tiny)
     per = workloads.EPOCHS_PER_PHASE
@@ -46,7 +46,8 @@ def build_estimator(name: str, tiny: bool) -> fe.Estimator:
     network = fe.Network(ops=[
         Scheduler({i * per: ModelOp(inputs="x", model=models[workloads.model_key(name, s)],
                                     outputs="p") for i, (_, s) in phases}),
-        SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")])
+        SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")],
+        gradient_compression=compression)
     return fe.Estimator(pipeline=pipeline, network=network, epochs=len(phases) * per,
                         verbose=False)
 
@@ -75,9 +76,10 @@ def main() -> None:
     parser.add_argument("--workload", required=True, choices=sorted(workloads.WORKLOADS))
     parser.add_argument("--out", required=True)
     parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--compression", choices=["fp16"], default=None)
     args = parser.parse_args()
     ctx = fe.distributed.get_context()
-    est = build_estimator(args.workload, args.tiny)
+    est = build_estimator(args.workload, args.tiny, args.compression)
     summary = est.fit()
     models = est.network.models
     allreduce = {name: time_allreduce(ctx, m, 5 if args.tiny else 50)

@@ -5,7 +5,8 @@
 
 Measures, each rank pinned to one thread:
 1. throughput per schedule phase at np = 1 and 2, and scaling efficiency T2 / (2 T1);
-2. fe_dist against a hand-written Horovod loop (same model, data, batches, np = 2);
+2. fe_dist against a hand-written Horovod loop (same model, data, batches, np = 2), and with
+   fp16 gradient compression (bytes per step halved);
 3. fe_dist against tf.distribute.MultiWorkerMirroredStrategy (2 workers on loopback);
 4. the cost of a schedule change in the seed tutorial (epoch gaps with and without one);
 5. bytes and time of the gradient allreduce per step;
@@ -66,11 +67,12 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def run_fe(workload: str, np_: int, out: Path, tiny: bool) -> dict:
-    path = out / f"fe_{workload}_np{np_}.json"
+def run_fe(workload: str, np_: int, out: Path, tiny: bool, compression: str | None = None) -> dict:
+    path = out / f"fe_{workload}_np{np_}{'_' + compression if compression else ''}.json"
     prog = [sys.executable, str(HERE / "fe_worker.py"), "--workload", workload, "--out", str(path)]
-    prog += ["--tiny"] if tiny else []
-    _run(prog if np_ == 1 else _horovodrun(np_) + prog, f"fe_dist {workload} np={np_}")
+    prog += (["--tiny"] if tiny else []) + (["--compression", compression] if compression else [])
+    _run(prog if np_ == 1 else _horovodrun(np_) + prog,
+         f"fe_dist {workload} np={np_}{' ' + compression if compression else ''}")
     return json.loads(path.read_text())
 
 
@@ -136,8 +138,9 @@ def analyse(raw: dict) -> dict:
     results: dict = {"workloads": {}}
     for name, runs in raw["workloads"].items():
         fe1, fe2 = timed_records(runs["fe_np1"]), timed_records(runs["fe_np2"])
+        fp16 = timed_records(runs["fe_np2_fp16"])
         rows = []
-        for i, (r1, r2) in enumerate(zip(fe1, fe2)):
+        for i, (r1, r2, rh) in enumerate(zip(fe1, fe2, fp16)):
             hvd = runs["hvd_np2"]["phases"][i]["samples_per_sec"]
             mwms = runs["mwms_np2"]["phases"][i]["samples_per_sec"]
             model = r2["trained_models"][0]
@@ -157,6 +160,9 @@ def analyse(raw: dict) -> dict:
                 "bytes_match": r2["allreduced_bytes_per_step"] == grad_bytes,
                 "allreduce_ms_per_step": allreduce_s * 1e3,
                 "allreduce_share_of_step": allreduce_s / step_s,
+                "fe_np2_fp16": rh["samples_per_sec"],
+                "fp16_over_fp32": rh["samples_per_sec"] / r2["samples_per_sec"],
+                "allreduced_bytes_per_step_fp16": rh["allreduced_bytes_per_step"],
                 "compute_s_per_sample_np1": 1.0 / r1["samples_per_sec"],
             })
         results["workloads"][name] = {
@@ -194,8 +200,9 @@ def markdown(results: dict, meta: dict) -> str:
              f"`{meta['command']}`.", ""]
     lines += ["| workload | phase (batch, px) | fe np=1 samples/s | fe np=2 samples/s | "
               "efficiency | hand Horovod np=2 | fe / Horovod | MWMS np=2 | fe / MWMS | "
-              "allreduce bytes/step | allreduce ms/step |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "allreduce bytes/step | allreduce ms/step | fe np=2 fp16 grads | fp16 / fp32 | "
+              "fp16 bytes/step |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, w in results["workloads"].items():
         for r in w["phases"]:
             lines.append(
@@ -204,7 +211,8 @@ def markdown(results: dict, meta: dict) -> str:
                 f"{r['fe_over_hvd']:.2f} | {r['mwms_np2']:.0f} | {r['fe_over_mwms']:.2f} | "
                 f"{r['allreduced_bytes_per_step']:,.0f} "
                 f"({'=' if r['bytes_match'] else '≠'} grads) | "
-                f"{r['allreduce_ms_per_step']:.2f} |")
+                f"{r['allreduce_ms_per_step']:.2f} | {r['fe_np2_fp16']:.0f} | "
+                f"{r['fp16_over_fp32']:.2f} | {r['allreduced_bytes_per_step_fp16']:,.0f} |")
     lines += ["", "Schedule change cost (seed tutorial, np=1): seconds from the end of epoch e's "
               "last step to the end of epoch e+1's first step, less one step; with and without "
               "epoch e's eval.", "",
@@ -269,6 +277,7 @@ def main() -> None:
             "fe_np2": run_fe(name, 2, raw_dir, args.tiny),
             "hvd_np2": run_hvd(name, raw_dir, args.tiny),
             "mwms_np2": run_mwms(name, raw_dir, args.tiny),
+            "fe_np2_fp16": run_fe(name, 2, raw_dir, args.tiny, "fp16"),
         }
     raw["seed"] = run_seed(raw_dir, args.tiny)
     results = analyse(raw)

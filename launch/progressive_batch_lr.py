@@ -13,7 +13,7 @@ It prints, for each run, the wall time and the number of optimizer updates until
 first reaches --target, and writes both histories (CSV, JSON, PNG) under --out. Runs on one
 process or under horovodrun like any fe_dist program.
 
-    python launch/progressive_batch_lr.py [--epochs 9] [--target 0.95] [--out progressive_out]
+    python launch/progressive_batch_lr.py [--epochs 9] [--target 0.92] [--out progressive_out]
 """
 
 import argparse
@@ -81,7 +81,7 @@ def to_target(summary: fe.Summary, target: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=9)
-    parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--target", type=float, default=0.92)
     parser.add_argument("--out", default="progressive_out")
     args = parser.parse_args()
     results = {name: to_target(run(name == "progressive", args.epochs, args.out), args.target)

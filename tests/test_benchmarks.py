@@ -23,5 +23,6 @@ def test_benchmarks_tiny(tmp_path):
                 assert row[key] > 0, (name, key)
             # Communication accounting: exactly the active model's gradients, every step.
             assert row["bytes_match"], row
+            assert row["allreduced_bytes_per_step_fp16"] == row["gradient_bytes"] / 2
         assert set(results["workloads"][name]["projection"]["cpu_thread"])
     assert results["seed_transitions"][0]["schedule_changes"] is True

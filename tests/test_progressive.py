@@ -150,3 +150,18 @@ def test_fp16_compression_halves_the_allreduced_bytes():
     assert record.allreduced_bytes_per_step == full / 2
     with pytest.raises(ConfigError, match="gradient_compression"):
         fe.Network([ModelOp(inputs="x", model=model, outputs="p")], gradient_compression="int8")
+
+
+def test_progressive_example_smoke(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    proc = subprocess.run([sys.executable, str(REPO / "launch" / "progressive_batch_lr.py"),
+                           "--epochs", "3", "--target", "0.3", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "comparison.json").read_text())
+    assert set(result) == {"target", "progressive", "baseline"}
+    assert (tmp_path / "progressive" / "history.png").exists()
+    assert "to eval accuracy 0.3" in proc.stdout
