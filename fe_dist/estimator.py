@@ -11,7 +11,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import tensorflow as tf
 
-from fe_dist import checkpoint, history
+from fe_dist import checkpoint, history, sharding
 from fe_dist.build import optimizer_at, state_variables
 from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError, DistributedError
@@ -44,6 +44,10 @@ class Estimator:
         history_dir: Where rank 0 writes history.csv, history.json and history.png after each
             epoch.
         tensorboard_dir: Where rank 0 writes TensorBoard scalars after each epoch.
+        max_rank_batch: The largest per-rank batch that fits in one device's memory. When a
+            scheduled global batch needs more per rank, each rank accumulates gradients over
+            micro-batches of at most this size and allreduces once per optimizer step; the
+            update equals the one on the whole global batch.
     """
 
     def __init__(self, pipeline: Pipeline, network: Network, epochs: int, seed: int = 0,
@@ -52,7 +56,8 @@ class Estimator:
                  checkpoint_dir: str | os.PathLike | None = None,
                  evaluate: bool | BaseScheduler = True,
                  history_dir: str | os.PathLike | None = None,
-                 tensorboard_dir: str | os.PathLike | None = None) -> None:
+                 tensorboard_dir: str | os.PathLike | None = None,
+                 max_rank_batch: int | None = None) -> None:
         self.pipeline = pipeline
         self.network = network
         self.epochs = epochs
@@ -63,6 +68,7 @@ class Estimator:
         self.evaluate = evaluate
         self.history_dir = history_dir
         self.tensorboard_dir = tensorboard_dir
+        self.max_rank_batch = max_rank_batch
         if tensorboard_dir is not None and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("Estimator(tensorboard_dir=...) needs the tensorboard package, "
                               "which TensorFlow no longer installs: pip install tensorboard.")
@@ -145,7 +151,8 @@ class Estimator:
 
     def _agree_on_plan(self, ctx: Context) -> Plan:
         local = _together(ctx, "schedule", lambda: build_plan(
-            self.pipeline, self.network, self.epochs, ctx.size, self.seed, self.evaluate))
+            self.pipeline, self.network, self.epochs, ctx.size, self.seed, self.evaluate,
+            self.max_rank_batch))
         reference = ctx.broadcast_object(local if ctx.is_chief else None, name="fe.plan")
         diff = first_difference(reference, local)
         error = None if diff is None else DistributedError(
@@ -185,21 +192,37 @@ class Estimator:
         timeline = {"train_start": start - self._fit_start}
         learning_rates: dict[str, float] = {}
         if entry["trained_models"]:
-            ds = self.pipeline.get_train_dataset(epoch, batch, ctx, seed=self.seed)
-            step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx)
+            micro = entry["micro_batch"] if entry["micro_batches"] > 1 else None
+            ds = self.pipeline.get_train_dataset(epoch, batch, ctx, seed=self.seed,
+                                                 micro_batch=micro)
             global_batch = tf.constant(batch, tf.float32)
             set_lr = self._lr_setter(entry)
-            outputs = []
+            if micro is None:
+                step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx)
+            else:
+                accumulate = self.network.get_accumulate_step(epoch, dict(ds.element_spec))
+                apply = self.network.get_apply_step(epoch, ctx)
+                local = entry["per_rank_batch"][ctx.rank]
+                micro_steps = len(sharding.micro_batch_sizes(local, micro))
+            outputs, steps = [], 0
             for b in ds:
-                ctx.progress(f"epoch {epoch}, train step {len(outputs)} (gradient allreduce)")
-                learning_rates = set_lr(len(outputs))
-                outputs.append(step(b, global_batch))
+                if micro is None or len(outputs) % micro_steps == 0:
+                    ctx.progress(f"epoch {epoch}, train step {steps} (gradient allreduce)")
+                    learning_rates = set_lr(steps)
+                if micro is None:
+                    outputs.append(step(b, global_batch))
+                    steps += 1
+                else:
+                    outputs.append(accumulate(b, global_batch))
+                    if len(outputs) % micro_steps == 0:
+                        apply()
+                        steps += 1
                 if len(outputs) == 1:  # wait for the first step: its time shows rebuild costs
                     tf.nest.map_structure(lambda t: t.numpy(), outputs[0])
                     timeline["first_step_end"] = time.perf_counter() - self._fit_start
                 if ctx.is_chief and self.verbose:
-                    self._progress.update(epoch, len(outputs), entry["steps"])
-            report["steps"] = len(outputs)
+                    self._progress.update(epoch, steps, entry["steps"])
+            report["steps"] = steps
             report["train"] = _add(outputs)
         report["learning_rates"] = learning_rates
         report["train_seconds"] = time.perf_counter() - start
@@ -282,7 +305,8 @@ class Estimator:
             pipeline_ops=entry["pipeline_train_ops"], network_ops=entry["network_train_ops"],
             allreduced_tensors_per_step=tensors / steps if steps else 0.0,
             allreduced_bytes_per_step=nbytes / steps if steps else 0.0,
-            timeline=reports[0]["timeline"], learning_rates=reports[0]["learning_rates"])
+            timeline=reports[0]["timeline"], learning_rates=reports[0]["learning_rates"],
+            micro_batches=entry["micro_batches"])
 
     def _log(self, ctx: Context, line: str) -> None:
         if self.verbose and ctx.is_chief:

@@ -49,6 +49,7 @@ class Network:
             raise ConfigError("Network has no ModelOp: add ModelOp(inputs=..., model=..., "
                               "outputs=...) for each model.")
         self._steps: dict[tuple, Callable] = {}
+        self._accumulated: dict[str, list[tf.Variable]] = {}
         self.trace_counts: Counter[tuple] = Counter()
 
     def get_ops(self, epoch: int, mode: str) -> list[Op]:
@@ -76,15 +77,74 @@ class Network:
         cached by (ops, models, input spec): one trace per distinct signature for the whole run.
         """
         ctx = ctx or get_context()
-        ops = self.get_ops(epoch, "train")
-        models = self.trained_models(epoch)
-        optimizers = [optimizer_at(m, epoch) for m in models]
-        key = ("train", tuple(op.signature() for op in ops),
-               tuple((m.model_name, m.fe_optimizers.index(o)) for m, o in zip(models, optimizers)),
-               _spec_key(spec))
+        ops, models, optimizers, key = self._train_setup(epoch, "train", spec)
         if key not in self._steps:
             self._steps[key] = self._compile_train(key, ops, models, optimizers, spec, ctx)
         return self._steps[key]
+
+    def get_accumulate_step(self, epoch: int, spec: Spec) -> Callable[[dict, tf.Tensor], dict]:
+        """For gradient accumulation: ``step(micro_batch, global_batch_size)`` adds the
+        micro-batch's gradients to each trained model's accumulators and returns its loss sums.
+        No collective runs here; `get_apply_step` reduces once per optimizer step."""
+        ops, models, optimizers, key = self._train_setup(epoch, "accumulate", spec)
+        if key not in self._steps:
+            accumulators = [self._accumulators(m) for m in models]
+
+            def accumulate(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> dict:
+                self.trace_counts[key] += 1
+                losses, grads = _losses_and_grads(ops, models, optimizers, batch, global_batch)
+                for accs, model_grads in zip(accumulators, grads):
+                    for acc, grad in zip(accs, model_grads):
+                        if grad is not None:
+                            acc.assign_add(tf.convert_to_tensor(grad))
+                return losses
+
+            self._steps[key] = tf.function(
+                accumulate, input_signature=(spec, tf.TensorSpec([], tf.float32)))
+        return self._steps[key]
+
+    def get_apply_step(self, epoch: int, ctx: Context | None = None) -> Callable[[], None]:
+        """For gradient accumulation: allreduce the accumulated gradients of each trained model
+        (one grouped allreduce per model, as without accumulation), apply them, reset."""
+        ctx = ctx or get_context()
+        _, models, optimizers, key = self._train_setup(epoch, "apply", {})
+        if key not in self._steps:
+            accumulators = [self._accumulators(m) for m in models]
+            compression = self.gradient_compression
+
+            def apply() -> tf.Tensor:
+                self.trace_counts[key] += 1
+                for model, opt, accs in zip(models, optimizers, accumulators):
+                    variables = model.trainable_variables
+                    grads = ctx.allreduce_gradients([a.read_value() for a in accs], variables,
+                                                    compression=compression,
+                                                    name=f"fe.grad.{model.model_name}")
+                    opt.apply_gradients(zip(grads, variables))
+                    for acc in accs:
+                        acc.assign(tf.zeros_like(acc))
+                return tf.constant(0)
+
+            self._steps[key] = tf.function(apply, input_signature=())
+        return self._steps[key]
+
+    def _train_setup(self, epoch: int, kind: str, spec: Spec) -> tuple:
+        ops = self.get_ops(epoch, "train")
+        models = self.trained_models(epoch)
+        optimizers = [optimizer_at(m, epoch) for m in models]
+        key = (kind, tuple(op.signature() for op in ops) if kind != "apply" else (),
+               tuple((m.model_name, m.fe_optimizers.index(o)) for m, o in zip(models, optimizers)),
+               _spec_key(spec))
+        return ops, models, optimizers, key
+
+    def _accumulators(self, model: keras.Model) -> list[tf.Variable]:
+        """Gradient sums of ``model``, made eagerly once (so no step's first trace creates
+        variables)."""
+        if model.model_name not in self._accumulated:
+            with tf.init_scope():
+                self._accumulated[model.model_name] = [
+                    tf.Variable(tf.zeros_like(v), trainable=False)
+                    for v in model.trainable_variables]
+        return self._accumulated[model.model_name]
 
     def get_eval_step(self, epoch: int, spec: Spec) -> Callable[[dict], dict]:
         """The compiled eval step for ``epoch``: loss and metric sums plus the sample count."""
@@ -97,26 +157,16 @@ class Network:
     def _compile_train(self, key: tuple, ops: list[Op], models: list[keras.Model],
                        optimizers: list[keras.optimizers.Optimizer], spec: Spec,
                        ctx: Context) -> Callable:
-        loss_keys = sorted({m.loss_name for m in models})
         compression = self.gradient_compression
 
         def train_step(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> dict:
             self.trace_counts[key] += 1  # Python runs only while tracing
-            store = dict(batch)
-            with tf.GradientTape(persistent=len(models) > 1) as tape:
-                run_ops(ops, store, {"mode": "train"})
-                # Sum of this rank's per-sample losses over the *global* batch: summing the
-                # gradients over ranks then gives exactly the single-process gradient.
-                losses = {k: tf.reduce_sum(tf.cast(store[k], tf.float32)) for k in loss_keys}
-                # scale_loss is the identity except under a mixed-precision loss-scale optimizer.
-                scaled = [opt.scale_loss(losses[m.loss_name] / global_batch)
-                          for m, opt in zip(models, optimizers)]
-            for model, opt, loss in zip(models, optimizers, scaled):
+            losses, grads = _losses_and_grads(ops, models, optimizers, batch, global_batch)
+            for model, opt, model_grads in zip(models, optimizers, grads):
                 variables = model.trainable_variables
-                grads = tape.gradient(loss, variables)
-                grads = ctx.allreduce_gradients(grads, variables, compression=compression,
-                                                name=f"fe.grad.{model.model_name}")
-                opt.apply_gradients(zip(grads, variables))
+                reduced = ctx.allreduce_gradients(model_grads, variables, compression=compression,
+                                                  name=f"fe.grad.{model.model_name}")
+                opt.apply_gradients(zip(reduced, variables))
             return losses
 
         signature = (spec, tf.TensorSpec([], tf.float32))
@@ -139,6 +189,24 @@ class Network:
             return sums
 
         return tf.function(eval_step, input_signature=(spec,))
+
+
+def _losses_and_grads(ops: list[Op], models: list[keras.Model],
+                      optimizers: list[keras.optimizers.Optimizer], batch: dict[str, tf.Tensor],
+                      global_batch: tf.Tensor) -> tuple[dict, list[list]]:
+    """This rank's loss sums, and each model's gradients of its loss over the global batch."""
+    store = dict(batch)
+    with tf.GradientTape(persistent=len(models) > 1) as tape:
+        run_ops(ops, store, {"mode": "train"})
+        # Sum of this rank's per-sample losses over the *global* batch: summing the gradients
+        # over ranks (and micro-batches) then gives exactly the single-process gradient.
+        losses = {k: tf.reduce_sum(tf.cast(store[k], tf.float32))
+                  for k in sorted({m.loss_name for m in models})}
+        # scale_loss is the identity except under a mixed-precision loss-scale optimizer.
+        scaled = [opt.scale_loss(losses[m.loss_name] / global_batch)
+                  for m, opt in zip(models, optimizers)]
+    grads = [tape.gradient(loss, m.trainable_variables) for m, loss in zip(models, scaled)]
+    return losses, grads
 
 
 def _spec_key(spec: Spec) -> tuple:

@@ -65,27 +65,44 @@ class Pipeline:
 
     # -- datasets ---------------------------------------------------------------------------------
     def get_train_dataset(self, epoch: int, global_batch: int, ctx: Context | None = None,
-                          seed: int = 0) -> tf.data.Dataset:
+                          seed: int = 0, micro_batch: int | None = None) -> tf.data.Dataset:
         """This rank's training batches for ``epoch``.
+
+        With ``micro_batch`` (gradient accumulation), each step's per-rank batch comes as
+        consecutive micro-batches of at most that many samples, the last one possibly smaller
+        (their batch axis is then unknown, so one compiled step serves every size).
 
         The dataset of a schedule phase (same batch size and ops) is built once and reused; each
         epoch only refreshes the sample indices it gathers.
         """
         ctx = ctx or get_context()
         ops = self.get_ops(epoch, "train")
-        key = (global_batch, ctx.size, ctx.rank, tuple(op.signature() for op in ops))
+        key = (global_batch, ctx.size, ctx.rank, micro_batch, tuple(op.signature() for op in ops))
         n = self.num_samples("train")
         indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch)
         if key not in self._train:
             with tf.init_scope():
                 index_var = tf.Variable(indices, trainable=False, dtype=tf.int64)
             data = self._as_tensors("train")
+            steps, local = indices.shape
+            if micro_batch is None or micro_batch >= local:
+                def gather(step: tf.Tensor) -> dict[str, tf.Tensor]:
+                    chosen = index_var[step]
+                    return {k: tf.gather(v, chosen) for k, v in data.items()}
 
-            def gather(step: tf.Tensor) -> dict[str, tf.Tensor]:
-                chosen = index_var[step]
-                return {k: tf.gather(v, chosen) for k, v in data.items()}
+                ds = tf.data.Dataset.range(steps).map(gather)
+            else:
+                sizes = sharding.micro_batch_sizes(local, micro_batch)
+                starts = tf.constant(np.cumsum([0] + sizes[:-1]), tf.int64)
+                lengths = tf.constant(sizes, tf.int64)
+                k = len(sizes)
 
-            ds = tf.data.Dataset.range(indices.shape[0]).map(gather)
+                def gather_micro(m: tf.Tensor) -> dict[str, tf.Tensor]:
+                    row, j = m // k, m % k
+                    chosen = index_var[row, starts[j]:starts[j] + lengths[j]]
+                    return {key: tf.gather(v, chosen) for key, v in data.items()}
+
+                ds = tf.data.Dataset.range(steps * k).map(gather_micro)
             self._train[key] = (self._finish(ds, ops, "train", ctx), index_var)
         ds, index_var = self._train[key]
         index_var.assign(indices)

@@ -86,10 +86,13 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
         for mode in pipeline.modes():
             keys = check_keys(pipeline.get_ops(epoch, mode), pipeline.data[mode], epoch, mode,
                               "pipeline")
+            entry = plan["epochs"][epoch]
             if mode == "train":
                 if not network.trained_models(epoch):
                     continue
-                ds = pipeline.get_train_dataset(epoch, batch, ctx, seed=plan["seed"])
+                micro = entry["micro_batch"] if entry["micro_batches"] > 1 else None
+                ds = pipeline.get_train_dataset(epoch, batch, ctx, seed=plan["seed"],
+                                                micro_batch=micro)
             else:
                 ds = pipeline.get_eval_dataset(epoch, batch, ctx)
             spec = _element_spec(ds, keys, epoch, mode)
@@ -98,8 +101,12 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
             check_model_inputs(net_ops, spec, epoch, mode)
             if mode == "train":
                 check_losses(network, epoch, keys)
-                step = network.get_train_step(epoch, spec, ctx)
-                _trace(step, epoch, mode, spec, tf.TensorSpec([], tf.float32))
+                scalar = tf.TensorSpec([], tf.float32)
+                if micro is None:
+                    _trace(network.get_train_step(epoch, spec, ctx), epoch, mode, spec, scalar)
+                else:
+                    _trace(network.get_accumulate_step(epoch, spec), epoch, mode, spec, scalar)
+                    _trace(network.get_apply_step(epoch, ctx), epoch, mode)
             else:
                 _trace(network.get_eval_step(epoch, spec), epoch, mode, spec)
 

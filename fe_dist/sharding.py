@@ -42,6 +42,13 @@ def train_indices(num_samples: int, global_batch: int, size: int, rank: int, see
     return perm.reshape(steps, global_batch)[:, rank_chunk(global_batch, size, rank)]
 
 
+def micro_batch_sizes(local_batch: int, micro_batch: int) -> list[int]:
+    """How a rank's batch splits for gradient accumulation: full micro-batches of
+    ``micro_batch`` samples, then the remainder (an uneven last micro-batch)."""
+    full, rest = divmod(local_batch, micro_batch)
+    return [micro_batch] * full + ([rest] if rest else [])
+
+
 def eval_shard(num_samples: int, size: int, rank: int) -> slice:
     """Rank ``rank``'s contiguous share of the eval set (every sample on exactly one rank)."""
     sizes = per_rank_batch_sizes(num_samples, size)

@@ -32,6 +32,8 @@ class EpochRecord:
             first step has finished), train_end, eval_end.
         learning_rates: The learning rate of each model with an `LRSchedule` at the epoch's
             last step.
+        micro_batches: Micro-batches accumulated per optimizer step (1: no accumulation), on the
+            rank with the most samples.
     """
 
     epoch: int
@@ -52,6 +54,7 @@ class EpochRecord:
     allreduced_bytes_per_step: float
     timeline: dict[str, float]
     learning_rates: dict[str, float] = dataclasses.field(default_factory=dict)
+    micro_batches: int = 1
 
     def log_line(self) -> str:
         """The console line for this epoch."""
@@ -59,8 +62,9 @@ class EpochRecord:
         losses = " ".join(f"{k}={v:.4f}" for k, v in self.train_loss.items())
         evals = " ".join(f"{k}={v:.4f}" for k, v in self.eval_metrics.items())
         models = ",".join(self.trained_models) or "-"
+        accumulation = f" in {self.micro_batches} micro-batches" if self.micro_batches > 1 else ""
         return (f"epoch {self.epoch}: train {models} | batch {self.global_batch} global, "
-                f"{per_rank} per rank x {self.world_size} | {self.steps} steps | "
+                f"{per_rank} per rank{accumulation} x {self.world_size} | {self.steps} steps | "
                 f"loss {losses or '-'} | eval {evals or '-'} | {self.seconds:.2f} s, "
                 f"{self.samples_per_sec:.0f} samples/s")
 

@@ -108,6 +108,19 @@ def test_mpi_launchers_train_the_same(tmp_path_factory, single, launcher):
         _assert_same_weights(single, report)
 
 
+def test_gradient_accumulation_on_two_ranks_equals_one_process(tmp_path, single):
+    proc = launch(["probe.py", "--max-rank-batch", "5"], tmp_path, np=2, launcher="gloo")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    reports = read_reports(tmp_path, 2)
+    records = reports[0]["summary"]["records"]
+    # 16 per rank -> 5+5+5+1, 17 -> 5+5+5+2: four micro-batches, one allreduce per step.
+    assert [r["micro_batches"] for r in records] == [4, 4, 4]
+    assert [r["steps"] for r in records] == [r["steps"] for r in single["summary"]["records"]]
+    assert reports[0]["checksums"] == reports[1]["checksums"]
+    for report in reports:
+        _assert_same_weights(single, report)
+
+
 def test_mpi4py_sub_communicator(tmp_path, single):
     proc = launch(["subcomm.py"], tmp_path, np=3, launcher="mpirun")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

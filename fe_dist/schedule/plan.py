@@ -18,9 +18,10 @@ Plan = dict[str, Any]
 
 
 def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: int,
-               evaluate: Any = True) -> Plan:
+               evaluate: Any = True, max_rank_batch: int | None = None) -> Plan:
     """Resolve ``pipeline``, ``network`` and the eval schedule ``evaluate`` (a bool or a
-    Scheduler of bools) for every epoch on ``world_size`` ranks.
+    Scheduler of bools) for every epoch on ``world_size`` ranks; with ``max_rank_batch``, the
+    number of accumulated micro-batches per optimizer step.
 
     Raises:
         ConfigError: a batch size that is missing, not a positive int, smaller than the number
@@ -30,6 +31,10 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
         raise ConfigError(f"Estimator epochs must be a positive int, got {epochs!r}.")
     n_train = pipeline.num_samples("train")
     eval_schedule, evaluate = evaluate, _as_function(evaluate)
+    if max_rank_batch is not None and (isinstance(max_rank_batch, bool) or not isinstance(
+            max_rank_batch, numbers.Integral) or max_rank_batch < 1):
+        raise ConfigError(f"Estimator max_rank_batch must be a positive int (the largest "
+                          f"per-rank batch that fits in memory) or None, got {max_rank_batch!r}.")
     plan_epochs = []
     for epoch in range(epochs):
         batch = _check_batch(pipeline.get_batch_size(epoch), epoch, world_size, n_train)
@@ -37,6 +42,10 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             "epoch": epoch,
             "global_batch": batch,
             "per_rank_batch": sharding.per_rank_batch_sizes(batch, world_size),
+            "micro_batch": max_rank_batch,
+            # Accumulated micro-batches per optimizer step, on the rank with the most samples.
+            "micro_batches": -(-sharding.per_rank_batch_sizes(batch, world_size)[0] //
+                               max_rank_batch) if max_rank_batch else 1,
             "steps": sharding.steps_per_epoch(n_train, batch),
             "pipeline_train_ops": [op.signature() for op in pipeline.get_ops(epoch, "train")],
             "pipeline_eval_ops": [op.signature() for op in pipeline.get_ops(epoch, "eval")],

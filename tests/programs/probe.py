@@ -60,9 +60,10 @@ def make_estimator(n_train=600, checkpoint_dir=None):
                         checkpoint_dir=checkpoint_dir)
 
 
-def main(out_dir, comm=None):
+def main(out_dir, comm=None, max_rank_batch=None):
     ctx = fe.distributed.init(comm=comm)
     est = make_estimator()
+    est.max_rank_batch = max_rank_batch
     models = est.network.models
     coverage = []
     for epoch, batch in BATCHES.items():
@@ -84,5 +85,7 @@ def main(out_dir, comm=None):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
-    main(parser.parse_args().out)
+    parser.add_argument("--max-rank-batch", type=int, default=None)
+    args = parser.parse_args()
+    main(args.out, max_rank_batch=args.max_rank_batch)
     sys.exit(0)
