@@ -77,9 +77,11 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--compression", choices=["fp16"], default=None)
+    parser.add_argument("--max-rank-batch", type=int, default=None)
     args = parser.parse_args()
     ctx = fe.distributed.get_context()
     est = build_estimator(args.workload, args.tiny, args.compression)
+    est.max_rank_batch = args.max_rank_batch
     summary = est.fit()
     models = est.network.models
     allreduce = {name: time_allreduce(ctx, m, 5 if args.tiny else 50)

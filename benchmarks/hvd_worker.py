@@ -25,6 +25,8 @@ def main() -> None:
     parser.add_argument("--workload", required=True, choices=sorted(workloads.WORKLOADS))
     parser.add_argument("--out", required=True)
     parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--no-allreduce", action="store_true",
+                        help="skip the gradient allreduce: the communication-free bound")
     args = parser.parse_args()
     hvd.init()
     threads = int(os.environ.get("FE_DIST_THREADS", 1))
@@ -56,7 +58,8 @@ def main() -> None:
                 loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(yb, pred))
                 scaled = loss / batch
             grads = tape.gradient(scaled, model.trainable_variables)
-            grads = hvd.grouped_allreduce(grads, op=hvd.Sum, name=f"grads.{key}")
+            if not args.no_allreduce:
+                grads = hvd.grouped_allreduce(grads, op=hvd.Sum, name=f"grads.{key}")
             opt.apply_gradients(zip(grads, model.trainable_variables))
             return loss
 

@@ -19,9 +19,15 @@ WORKLOADS = {
     "lenet": {"phases": [(32, 28), (64, 30), (128, 32)], "samples": 4000, "channels": 1},
     "resnet": {"phases": [(32, 64), (32, 96), (64, 128)], "samples": 768, "channels": 3},
 }
+# The small-model case of the allreduce tuning (benchmarks/allreduce_knobs.py): LeNet at 32 px,
+# global batch 64 (32 per rank on 2 ranks), and 256 for accumulation in micro-batches of 32.
+WORKLOADS["lenet64"] = {"phases": [(64, 32)], "samples": 4000, "channels": 1}
+WORKLOADS["lenet256"] = {"phases": [(256, 32)], "samples": 4096, "channels": 1}
 TINY = {
     "lenet": {"phases": [(16, 28), (32, 32)], "samples": 256, "channels": 1},
     "resnet": {"phases": [(8, 32), (16, 48)], "samples": 64, "channels": 3},
+    "lenet64": {"phases": [(16, 32)], "samples": 256, "channels": 1},
+    "lenet256": {"phases": [(64, 32)], "samples": 256, "channels": 1},
 }
 
 
@@ -33,10 +39,12 @@ def spec(name: str, tiny: bool = False) -> dict:
 def load_data(name: str, tiny: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images (N, H, W, C) and int labels; the same on every rank and every run."""
     s = spec(name, tiny)
-    if name == "lenet":
+    if name.startswith("lenet"):
         from fe_dist.dataset import mnist
         (x, y), _ = mnist.load_data()
-        return x[:s["samples"], ..., None], y[:s["samples"]].astype(np.int64)
+        x = np.concatenate([x, x])[:s["samples"]]  # lenet256 takes 4096 = 16 full batches
+        y = np.concatenate([y, y])[:s["samples"]]
+        return x[..., None], y.astype(np.int64)
     rng = np.random.default_rng(0)
     size = max(p[1] for p in s["phases"])
     x = rng.integers(0, 256, (s["samples"], size, size, s["channels"]), dtype=np.uint8)
@@ -45,7 +53,7 @@ def load_data(name: str, tiny: bool = False) -> tuple[np.ndarray, np.ndarray]:
 
 def model_key(name: str, size: int) -> str:
     """Which model a phase trains: one per resolution for lenet, one for all for resnet."""
-    return f"lenet{size}" if name == "lenet" else "resnet"
+    return f"lenet{size}" if name.startswith("lenet") else "resnet"
 
 
 def make_model(name: str, size: int):
@@ -53,7 +61,7 @@ def make_model(name: str, size: int):
     import keras
 
     keras.utils.set_random_seed(1)
-    if name == "lenet":
+    if name.startswith("lenet"):
         from fe_dist.architecture import LeNet
         return LeNet(input_shape=(size, size, 1))
     return small_resnet()
