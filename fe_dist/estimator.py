@@ -243,8 +243,9 @@ class Estimator:
         if ctx.is_chief and self.verbose:
             self._progress.clear()
         self._log(ctx, record.log_line())
-        if ctx.is_chief:
-            self._write_outputs(epoch, [*previous, record])
+        # Rank 0 writes; a failure there (a full disk, say) raises on every rank, not a hang.
+        _together(ctx, "epoch outputs", lambda: self._write_outputs(
+            epoch, [*previous, record]) if ctx.is_chief else None)
         callback = resolve(self.on_epoch_end, epoch)
         if callback is not None:
             ctx.progress(f"epoch {epoch}, the user's on_epoch_end callback")

@@ -147,15 +147,6 @@ class Context(abc.ABC):
         for var, name in zip(variables, names):
             var.assign(self._broadcast_tensor(tf.convert_to_tensor(var), name, root))
 
-    def sum(self, values: dict[str, float], name: str) -> dict[str, float]:
-        """Sum of each value over ranks (float64), for metric sums and counts."""
-        keys = sorted(values)
-        if not keys:
-            return {}
-        local = tf.constant([float(values[k]) for k in keys], dtype=tf.float64)
-        total = self._allreduce_sum([local], name)[0].numpy()
-        return {k: float(v) for k, v in zip(keys, total)}
-
     def agree(self, error: BaseException | None, what: str) -> None:
         """Raise on every rank if any rank hit ``error``.
 
