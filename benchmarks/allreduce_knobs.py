@@ -7,14 +7,14 @@ is the samples/s of the timed epoch, as a fraction of the communication-free bou
 two ranks running the hand-written loop with the allreduce skipped. Rows: the hand-written
 Horovod loop, fe_dist with default settings, with each knob changed on its own (cycle time,
 fusion threshold, response cache, autotune, fp16 compression), and fe_dist accumulating k = 4
-micro-batches of 32 per allreduce (global batch 256). Median over --repeats runs.
+micro-batches of 32 per allreduce (global batch 256); then the same two fe_dist runs on the MPI
+backend (mpirun, mpi4py's Allreduce from the step, no Horovod). Median over --repeats runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -39,6 +39,10 @@ CONFIGS = [  # (label, worker, workload, extra args, environment)
     ("fe_dist, fp16 gradient compression", "fe", "lenet64", ["--compression", "fp16"], {}),
     ("fe_dist, accumulation k=4 (batch 256, micro-batch 32)", "fe", "lenet256",
      ["--max-rank-batch", "32"], {}),
+    ("fe_dist, MPI backend (mpirun, FE_DIST_BACKEND=mpi, no Horovod)", "fe", "lenet64", [],
+     {"FE_DIST_BACKEND": "mpi"}),
+    ("fe_dist, MPI backend + accumulation k=4", "fe", "lenet256", ["--max-rank-batch", "32"],
+     {"FE_DIST_BACKEND": "mpi"}),
 ]
 
 
@@ -48,12 +52,12 @@ def measure(label: str, worker: str, workload: str, extra: list[str], env: dict[
     script = HERE / ("fe_worker.py" if worker == "fe" else "hvd_worker.py")
     prog = [sys.executable, str(script), "--workload", workload, "--out", str(path), *extra]
     prog += ["--tiny"] if tiny else []
-    os.environ.update(env)
-    try:
-        bench._run(bench._horovodrun(2) + prog, label)
-    finally:
-        for key in env:
-            os.environ.pop(key, None)
+    launcher = bench._horovodrun(2)
+    if env.get("FE_DIST_BACKEND") == "mpi":  # plain MPI: Open MPI's launcher, no Horovod
+        launcher = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2",
+                    *[a for v in ("PATH", "PYTHONPATH", "FE_DIST_THREADS", "FE_DIST_BACKEND",
+                                  "TF_CPP_MIN_LOG_LEVEL") for a in ("-x", v)]]
+    bench._run(launcher + prog, label, extra_env=env)
     result = json.loads(path.read_text())
     if worker == "fe":
         return bench.timed_records(result)[-1]["samples_per_sec"]

@@ -37,16 +37,17 @@ BIN = Path(sys.executable).parent
 TIMEOUT = 900
 
 
-def _env() -> dict[str, str]:
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {**os.environ, "FE_DIST_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    env.pop("FE_DIST_BACKEND", None)
-    return env
+           "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    env.pop("FE_DIST_BACKEND", None)  # the launcher decides, unless `extra` says otherwise
+    return {**env, **(extra or {})}
 
 
-def _run(cmd: list[str], what: str) -> None:
+def _run(cmd: list[str], what: str, extra_env: dict[str, str] | None = None) -> None:
     print(f"[bench] {what}", flush=True)
-    proc = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True,
+    proc = subprocess.run(cmd, env=_env(extra_env), cwd=REPO, capture_output=True, text=True,
                           timeout=TIMEOUT)
     if proc.returncode != 0:
         raise RuntimeError(f"{what} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"

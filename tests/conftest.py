@@ -42,13 +42,15 @@ def launch(args: list[str], out_dir: Path | None, np: int = 2, launcher: str = "
     elif launcher == "mpirun":
         cmd = [_tool("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", str(np),
                "-x", "PATH", "-x", "PYTHONPATH", "-x", "TF_CPP_MIN_LOG_LEVEL",
-               "-x", "FE_DIST_THREADS", *program]
+               "-x", "FE_DIST_THREADS",
+               *(["-x", "FE_DIST_BACKEND"] if "FE_DIST_BACKEND" in (env or {}) else []),
+               *program]
     else:
         cmd = program
     run_env = {**os.environ, "FE_DIST_THREADS": "1", "PYTHONUNBUFFERED": "1",
-               "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-               **(env or {})}
-    run_env.pop("FE_DIST_BACKEND", None)
+               "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    run_env.pop("FE_DIST_BACKEND", None)  # the launcher decides, unless `env` says otherwise
+    run_env.update(env or {})
     run_env["PYTHONPATH"] = str(REPO)
     try:
         return subprocess.run(cmd, env=run_env, cwd=REPO, capture_output=True, text=True,

@@ -108,6 +108,20 @@ def test_mpi_launchers_train_the_same(tmp_path_factory, single, launcher):
         _assert_same_weights(single, report)
 
 
+def test_mpi_backend_without_horovod_trains_the_same(tmp_path, single):
+    proc = launch(["probe.py"], tmp_path, np=2, launcher="mpirun",
+                  env={"FE_DIST_BACKEND": "mpi"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    reports = read_reports(tmp_path, 2)
+    assert [r["backend"] for r in reports] == ["mpi", "mpi"]
+    assert reports[0]["checksums"] == reports[1]["checksums"]
+    for report in reports:
+        _assert_same_weights(single, report)
+    for record in reports[0]["summary"]["records"]:
+        (active,) = record["trained_models"]
+        assert record["allreduced_tensors_per_step"] == reports[0]["trainable"][active]
+
+
 def test_gradient_accumulation_on_two_ranks_equals_one_process(tmp_path, single):
     proc = launch(["probe.py", "--max-rank-batch", "5"], tmp_path, np=2, launcher="gloo")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

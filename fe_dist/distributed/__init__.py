@@ -6,7 +6,8 @@ The backend is chosen once per process:
 - launched by ``horovodrun`` or ``mpirun`` (their environment variables are set): Horovod.
 - otherwise, plain ``python``: the local single-process context.
 
-``FE_DIST_BACKEND=local|horovod`` forces a backend. This package is the only place in fe_dist
+``FE_DIST_BACKEND=local|horovod|mpi`` forces a backend (``mpi``: plain MPI collectives through
+mpi4py, for ``mpirun`` launches, without Horovod's background thread). This package is the only place in fe_dist
 that imports horovod.
 """
 
@@ -47,11 +48,19 @@ def init(comm: Any = None, backend: str | None = None) -> Context:
                               "Call it first, before fe.build, fe.Pipeline or fe.Estimator.")
         return _context
     backend = backend or os.environ.get("FE_DIST_BACKEND", "auto")
-    if backend not in ("auto", "local", "horovod"):
-        raise ConfigError(f"Unknown fe_dist backend {backend!r}: use 'local', 'horovod' or 'auto'.")
+    if backend not in ("auto", "local", "horovod", "mpi"):
+        raise ConfigError(f"Unknown fe_dist backend {backend!r}: use 'local', 'horovod', 'mpi' "
+                          "or 'auto'.")
     if backend == "auto":
         backend = "horovod" if comm is not None or launched_distributed() else "local"
-    if backend == "horovod":
+    if backend == "mpi":
+        try:
+            from fe_dist.distributed.mpi import MPIContext
+        except ImportError as err:
+            raise ConfigError(f"FE_DIST_BACKEND=mpi needs mpi4py ({err}): pip install mpi4py, "
+                              "and launch with mpirun.") from err
+        _context = MPIContext(comm=comm)
+    elif backend == "horovod":
         try:
             from fe_dist.distributed.horovod import HorovodContext
         except ImportError as err:
