@@ -75,12 +75,35 @@ def check_losses(network: Any, epoch: int, keys: set[str]) -> None:
                 "loss_name in fe.build.")
 
 
+def check_learning_rates(network: Any, plan: Plan) -> None:
+    """Evaluate each trained model's learning-rate schedule at the first step of every epoch,
+    so a Scheduler gap or a failing LR function stops the run before training, not in it."""
+    step = 0
+    for entry in plan["epochs"]:
+        for model in network.trained_models(entry["epoch"]):
+            if model.lr_schedule is None:
+                continue
+            try:
+                rate = model.lr_schedule.value(entry["epoch"], step, entry["global_batch"])
+            except ConfigError:
+                raise
+            except Exception as err:  # the user's LR function
+                raise ConfigError(f"Epoch {entry['epoch']}: the learning rate of model "
+                                  f"{model.model_name!r} failed: {type(err).__name__}: {err}. "
+                                  "Fix its LRSchedule.") from err
+            if not rate >= 0:
+                raise ConfigError(f"Epoch {entry['epoch']}: the learning rate of model "
+                                  f"{model.model_name!r} is {rate!r}; it must be a number >= 0.")
+        step += entry["steps"]
+
+
 def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None:
     """Check and compile every signature epoch of ``plan`` on this rank.
 
     Raises:
         ConfigError: naming the epoch, op, key or model, and the fix.
     """
+    check_learning_rates(network, plan)
     for epoch in plan["signature_epochs"]:
         batch = plan["epochs"][epoch]["global_batch"]
         for mode in pipeline.modes():

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-import fe_dist as fe
 from fe_dist.dataset import mnist
 from fe_dist.errors import ConfigError
 from fe_dist.schedule import Scheduler

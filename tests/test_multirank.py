@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, launch, read_reports
+from conftest import launch, read_reports
 
 pytestmark = pytest.mark.multirank
 

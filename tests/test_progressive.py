@@ -49,6 +49,19 @@ def test_lr_schedule_values():
         LRSchedule(0.1, reference_batch=0)
 
 
+def test_learning_rate_mistakes_fail_before_training():
+    model = fe.build(tiny(), model_name="m", loss_name="ce", lr=Scheduler({1: 0.1}))
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ConfigError, match="Epoch 0: the learning-rate Scheduler has no value"):
+        estimator(model=model, epochs=2).fit()
+    bad = fe.build(tiny(), model_name="m2", loss_name="ce",
+                   lr=lambda epoch, step: 1 / (1 - epoch))
+    with pytest.raises(ConfigError, match="Epoch 1: the learning rate of model 'm2' failed"):
+        estimator(model=bad, epochs=2).fit()
+    for w0, w1 in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(w0, w1)
+
+
 def test_learning_rate_applied_at_every_step_matches_a_hand_loop():
     """SGD with a scaled, warmed-up LR over a batch change, against a hand-written loop that
     applies the expected LR at each step: same weights."""

@@ -7,7 +7,7 @@ warm it up gradually from a small value so early training stays stable.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable
+from typing import Callable
 
 from fe_dist.errors import ConfigError
 from fe_dist.schedule.scheduler import BaseScheduler
