@@ -128,3 +128,22 @@ def test_runs_without_horovod_installed():
                           timeout=120, env={"FE_DIST_BACKEND": "auto", "PATH": "/usr/bin:/bin",
                                             "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0 and "fallback ok" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_watchdog_prints_where_then_exits_after_the_grace_period():
+    """A stalled rank says where it is, then waits so the ranks it stalls can say so too."""
+    from fe_dist.distributed.watchdog import EXIT_CODE, grace_seconds
+    code = (
+        "import time\n"
+        "from fe_dist.distributed.watchdog import Watchdog\n"
+        "w = Watchdog(1, 2, timeout=1.0)\n"
+        "w.progress('epoch 3, train step 7 (gradient allreduce)'); w.arm(True)\n"
+        "time.sleep(60)\n")
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == EXIT_CODE, proc.stderr
+    assert "rank 1 of 2 made no progress" in proc.stderr
+    assert "epoch 3, train step 7 (gradient allreduce)" in proc.stderr
+    assert elapsed >= 1.0 + grace_seconds(1.0), elapsed

@@ -5,6 +5,10 @@ under MPI Horovod's stall inspector only warns unless told to shut down. fe_dist
 works the same on both: while training, every step reports progress; a rank that makes no
 progress for ``FE_DIST_STALL_TIMEOUT`` seconds (default 300) prints where it is waiting and
 exits, and the launcher then ends the other ranks.
+
+A rank that fires waits a short grace period between its message and its exit: the launcher
+kills every rank as soon as one exits, and the rank that went astray (the one whose line is most
+useful) usually reaches its own deadline within a second or two of the ranks waiting for it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ import time
 
 DEFAULT_TIMEOUT = 300.0
 EXIT_CODE = 75
+
+
+def grace_seconds(timeout: float) -> float:
+    """Seconds between a stall message and the exit, so other stalled ranks print theirs."""
+    return min(10.0, max(2.0, timeout / 2))
 
 
 class Watchdog:
@@ -63,4 +72,5 @@ class Watchdog:
                 "elsewhere (its own line says where) or gone. Ending this job "
                 f"(FE_DIST_STALL_TIMEOUT={self.timeout:g} s).\n")
             sys.stderr.flush()
+            time.sleep(grace_seconds(self.timeout))
             os._exit(EXIT_CODE)
