@@ -26,7 +26,8 @@ from fe_dist.op.tensorop.model import ModelOp  # noqa: E402
 from fe_dist.schedule import Scheduler  # noqa: E402
 
 
-def build_estimator(name: str, tiny: bool, compression: str | None = None) -> fe.Estimator:
+def build_estimator(name: str, tiny: bool, compression: str | None = None,
+                    autotune: bool = False) -> fe.Estimator:
     spec = workloads.spec(name, tiny)
     x, y = workloads.load_data(name, tiny)
     per = workloads.EPOCHS_PER_PHASE
@@ -42,7 +43,8 @@ def build_estimator(name: str, tiny: bool, compression: str | None = None) -> fe
         batch_size=Scheduler({i * per: batch for i, (batch, _) in phases}),
         ops=[Scheduler({i * per: Resize(inputs="x", size=(s, s), outputs="x")
                         for i, (_, s) in phases}),
-             Scale(inputs="x", scalar=1.0 / 255, outputs="x")])
+             Scale(inputs="x", scalar=1.0 / 255, outputs="x")],
+        autotune=autotune)
     network = fe.Network(ops=[
         Scheduler({i * per: ModelOp(inputs="x", model=models[workloads.model_key(name, s)],
                                     outputs="p") for i, (_, s) in phases}),
@@ -78,9 +80,10 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--compression", choices=["fp16"], default=None)
     parser.add_argument("--max-rank-batch", type=int, default=None)
+    parser.add_argument("--autotune", action="store_true", help="tf.data autotune on")
     args = parser.parse_args()
     ctx = fe.distributed.get_context()
-    est = build_estimator(args.workload, args.tiny, args.compression)
+    est = build_estimator(args.workload, args.tiny, args.compression, args.autotune)
     est.max_rank_batch = args.max_rank_batch
     summary = est.fit()
     models = est.network.models

@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--no-allreduce", action="store_true",
                         help="skip the gradient allreduce: the communication-free bound")
+    parser.add_argument("--autotune", action="store_true",
+                        help="tf.data autotune on (default off, as in fe_dist's Pipeline)")
     args = parser.parse_args()
     hvd.init()
     threads = int(os.environ.get("FE_DIST_THREADS", 1))
@@ -63,23 +65,28 @@ def main() -> None:
             opt.apply_gradients(zip(grads, model.trainable_variables))
             return loss
 
+        epoch_rates = []
         for epoch in range(workloads.EPOCHS_PER_PHASE):
             perm = np.random.default_rng(epoch).permutation(len(x))
             steps = len(x) // batch
             idx = perm[:steps * batch].reshape(steps, batch)[:, start:start + local].ravel()
             options = tf.data.Options()
             options.threading.private_threadpool_size = threads
+            options.autotune.enabled = args.autotune
+            tune = tf.data.AUTOTUNE if args.autotune else None
             ds = (tf.data.Dataset.from_tensor_slices((x[idx], y[idx])).batch(local)
                   .map(lambda xb, yb, s=image_size: (workloads.preprocess(xb, s), yb),
-                       num_parallel_calls=tf.data.AUTOTUNE)
-                  .prefetch(tf.data.AUTOTUNE).with_options(options))
+                       num_parallel_calls=tune or threads)
+                  .prefetch(tune or 2).with_options(options))
             began = time.perf_counter()
             for xb, yb in ds:
                 loss = step(xb, yb)
             loss.numpy()
             seconds = time.perf_counter() - began
+            epoch_rates.append(steps * batch / seconds)
         phases.append({"global_batch": batch, "size": image_size, "steps": steps,
-                       "seconds": seconds, "samples_per_sec": steps * batch / seconds})
+                       "seconds": seconds, "samples_per_sec": steps * batch / seconds,
+                       "epoch_samples_per_sec": epoch_rates})
     if rank == 0:
         with open(args.out, "w") as f:
             json.dump({"workload": args.workload, "world_size": size, "phases": phases}, f,

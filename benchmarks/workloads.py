@@ -6,14 +6,17 @@
   pooling) on synthetic 3-channel images at 64, 96 and 128 px; one model for every resolution;
   compute-bound.
 
-Each phase runs ``EPOCHS_PER_PHASE`` epochs; the first warms up, the last is timed.
+Each phase runs ``EPOCHS_PER_PHASE`` epochs (environment ``FE_BENCH_EPOCHS``, default 2); the
+first warms up, the last is timed (the knob benchmark takes the median of all but the first).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-EPOCHS_PER_PHASE = 2
+EPOCHS_PER_PHASE = int(os.environ.get("FE_BENCH_EPOCHS", 2))
 
 WORKLOADS = {
     "lenet": {"phases": [(32, 28), (64, 30), (128, 32)], "samples": 4000, "channels": 1},

@@ -14,6 +14,7 @@ from fe_dist.op.op import Op, check_ops, run_ops
 from fe_dist.schedule import BaseScheduler, get_current_items, resolve
 
 MODES = ("train", "eval")
+PREFETCH = 2  # batches ready ahead of the step when autotune is off: one in use, one ahead
 
 
 class Pipeline:
@@ -25,15 +26,22 @@ class Pipeline:
         batch_size: The **global** batch size (samples per optimizer step over all ranks): an int
             or a Scheduler of ints.
         ops: Tensor ops applied to whole batches in ``tf.data``; each may be a Scheduler of ops.
+        autotune: Let ``tf.data`` autotune map parallelism and prefetch depth. Off by default:
+            each rank then maps with its own thread budget (``Context.threads``) and prefetches
+            ``PREFETCH`` batches. On a host shared by several ranks with one or two threads
+            each, the autotuner measured up to 2x slower per epoch (benchmarks/README.md,
+            "tf.data autotune"); turn it on for heavy pipelines on a rank with many cores.
     """
 
     def __init__(self, data: dict[str, dict[str, np.ndarray]],
                  batch_size: int | BaseScheduler[int],
-                 ops: Sequence[Op | BaseScheduler[Op]] | None = None) -> None:
+                 ops: Sequence[Op | BaseScheduler[Op]] | None = None,
+                 autotune: bool = False) -> None:
         get_context()  # pins this rank before TensorFlow starts
         self.data = _check_data(data)
         self.batch_size = batch_size
         self.ops = check_ops(ops, "Pipeline")
+        self.autotune = autotune
         self._tensors: dict[str, dict[str, tf.Tensor]] = {}
         self._train: dict[tuple, tuple[tf.data.Dataset, tf.Variable]] = {}
         self._eval: dict[tuple, tf.data.Dataset] = {}
@@ -124,13 +132,16 @@ class Pipeline:
 
     def _finish(self, ds: tf.data.Dataset, ops: list[Op], mode: str,
                 ctx: Context) -> tf.data.Dataset:
+        threads = max(ctx.threads, 1)
         if ops:
             ds = ds.map(lambda batch: run_ops(ops, dict(batch), {"mode": mode}),
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                        num_parallel_calls=tf.data.AUTOTUNE if self.autotune else threads,
+                        deterministic=True)
         options = tf.data.Options()
-        options.threading.private_threadpool_size = max(ctx.threads, 1)
+        options.threading.private_threadpool_size = threads
         options.deterministic = True
-        return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+        options.autotune.enabled = self.autotune
+        return ds.prefetch(tf.data.AUTOTUNE if self.autotune else PREFETCH).with_options(options)
 
     def _as_tensors(self, mode: str) -> dict[str, tf.Tensor]:
         if mode not in self._tensors:

@@ -56,3 +56,20 @@ def test_mnist_from_a_local_path(tmp_path):
     assert x.shape == (5, 28, 28) and ye.tolist() == [0, 1, 2]
     with pytest.raises(ConfigError, match="does not exist"):
         mnist.load_data(tmp_path / "nope.npz")
+
+
+@pytest.mark.parametrize("autotune", [False, True])
+def test_pipeline_parallelism_is_fixed_unless_autotune_is_asked_for(autotune):
+    import fe_dist as fe
+    from fe_dist.op.tensorop import Scale
+    pipeline = fe.Pipeline(data={**data(), "eval": data()["train"]}, batch_size=16,
+                           autotune=autotune,
+                           ops=[Scale(inputs="x", scalar=2.0, outputs="x")])
+    for ds in (pipeline.get_train_dataset(0, 16), pipeline.get_train_dataset(0, 16, micro_batch=5),
+               pipeline.get_eval_dataset(0, 16)):
+        options = ds.options()
+        assert options.autotune.enabled is autotune
+        assert options.threading.private_threadpool_size == \
+            max(fe.distributed.get_context().threads, 1)
+    batch = next(iter(pipeline.get_train_dataset(0, 16)))
+    assert batch["x"].shape[0] == 16
