@@ -6,9 +6,9 @@ LeNet at 32 px, global batch 64 (32 per rank), 2 ranks pinned to one thread each
 is samples/s as a fraction of the communication-free bound: the same two ranks running the
 hand-written loop with the allreduce skipped. Rows: the hand-written Horovod loop; fe_dist with
 its defaults; each knob changed on its own (Horovod cycle time, fusion threshold, response cache,
-autotune, fp16 compression, tf.data autotune); fe_dist accumulating k = 4 micro-batches of 32 per
-allreduce (global batch 256); then fe_dist on its MPI backend (mpirun, mpi4py's Allreduce from
-the step, no Horovod).
+autotune, fp16 compression, per-tensor allreduce overlapped with the backward pass, tf.data
+autotune); fe_dist accumulating k = 4 micro-batches of 32 per allreduce (global batch 256); then
+fe_dist on its MPI backend (mpirun, mpi4py's Allreduce from the step, no Horovod).
 
 This machine's speed drifts by ±20 % over minutes, so runs go in rounds (every configuration
 once per round, in order) and each run times ``EPOCHS`` epochs after a warm-up one; a
@@ -43,6 +43,8 @@ CONFIGS = [  # (label, worker, workload, extra args, environment)
      {"HOROVOD_CACHE_CAPACITY": "0"}),
     ("fe_dist, HOROVOD_AUTOTUNE=1", "fe", "lenet64", [], {"HOROVOD_AUTOTUNE": "1"}),
     ("fe_dist, fp16 gradient compression", "fe", "lenet64", ["--compression", "fp16"], {}),
+    ("fe_dist, per-tensor allreduce overlapped with the backward pass", "fe", "lenet64",
+     ["--allreduce", "per_tensor"], {}),
     ("fe_dist, tf.data autotune on (Pipeline(autotune=True))", "fe", "lenet64",
      ["--autotune"], {}),
     ("fe_dist, accumulation k=4 (batch 256, micro-batch 32)", "fe", "lenet256", K4, {}),

@@ -27,7 +27,7 @@ from fe_dist.schedule import Scheduler  # noqa: E402
 
 
 def build_estimator(name: str, tiny: bool, compression: str | None = None,
-                    autotune: bool = False) -> fe.Estimator:
+                    autotune: bool = False, allreduce: str = "grouped") -> fe.Estimator:
     spec = workloads.spec(name, tiny)
     x, y = workloads.load_data(name, tiny)
     per = workloads.EPOCHS_PER_PHASE
@@ -49,7 +49,7 @@ def build_estimator(name: str, tiny: bool, compression: str | None = None,
         Scheduler({i * per: ModelOp(inputs="x", model=models[workloads.model_key(name, s)],
                                     outputs="p") for i, (_, s) in phases}),
         SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")],
-        gradient_compression=compression)
+        gradient_compression=compression, allreduce=allreduce)
     return fe.Estimator(pipeline=pipeline, network=network, epochs=len(phases) * per,
                         verbose=False)
 
@@ -81,9 +81,11 @@ def main() -> None:
     parser.add_argument("--compression", choices=["fp16"], default=None)
     parser.add_argument("--max-rank-batch", type=int, default=None)
     parser.add_argument("--autotune", action="store_true", help="tf.data autotune on")
+    parser.add_argument("--allreduce", choices=["grouped", "per_tensor"], default="grouped")
     args = parser.parse_args()
     ctx = fe.distributed.get_context()
-    est = build_estimator(args.workload, args.tiny, args.compression, args.autotune)
+    est = build_estimator(args.workload, args.tiny, args.compression, args.autotune,
+                          args.allreduce)
     est.max_rank_batch = args.max_rank_batch
     summary = est.fit()
     models = est.network.models

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from fe_dist.build import optimizer_at
-from fe_dist.distributed import COMPRESSIONS, Context, get_context
+from fe_dist.distributed import ALLREDUCE_MODES, COMPRESSIONS, Context, get_context
 from fe_dist.errors import ConfigError
 from fe_dist.op.op import Op, check_ops, run_ops
 from fe_dist.op.tensorop.loss import LossOp
@@ -26,15 +26,24 @@ class Network:
         ops: Tensor ops, ModelOps and loss ops, each may be a Scheduler of ops.
         gradient_compression: "fp16" halves the bytes of the gradient allreduce (gradients are
             cast to float16 for the sum and back); None sends float32.
+        allreduce: "grouped" (default) reduces each model's gradients in one collective after
+            the backward pass; "per_tensor" issues one collective per gradient as soon as it is
+            computed, overlapping communication with the rest of the backward pass (Horovod).
+            Same numbers either way; which is faster depends on model and machine
+            (benchmarks/allreduce_knobs.py).
     """
 
     def __init__(self, ops: Sequence[Op | BaseScheduler[Op]],
-                 gradient_compression: str | None = None) -> None:
+                 gradient_compression: str | None = None, allreduce: str = "grouped") -> None:
         get_context()
         if gradient_compression not in COMPRESSIONS:
             raise ConfigError(f"Network: gradient_compression must be one of {COMPRESSIONS}, got "
                               f"{gradient_compression!r}.")
+        if allreduce not in ALLREDUCE_MODES:
+            raise ConfigError(f"Network: allreduce must be one of {ALLREDUCE_MODES}, got "
+                              f"{allreduce!r}.")
         self.gradient_compression = gradient_compression
+        self.allreduce = allreduce
         self.ops = check_ops(ops, "Network")
         self.models: dict[str, keras.Model] = {}
         for item in self.ops:
@@ -118,7 +127,8 @@ class Network:
                     variables = model.trainable_variables
                     grads = ctx.allreduce_gradients([a.read_value() for a in accs], variables,
                                                     compression=compression,
-                                                    name=f"fe.grad.{model.model_name}")
+                                                    name=f"fe.grad.{model.model_name}",
+                                                    mode=self.allreduce)
                     opt.apply_gradients(zip(grads, variables))
                     for acc in accs:
                         acc.assign(tf.zeros_like(acc))
@@ -165,7 +175,8 @@ class Network:
             for model, opt, model_grads in zip(models, optimizers, grads):
                 variables = model.trainable_variables
                 reduced = ctx.allreduce_gradients(model_grads, variables, compression=compression,
-                                                  name=f"fe.grad.{model.model_name}")
+                                                  name=f"fe.grad.{model.model_name}",
+                                                  mode=self.allreduce)
                 opt.apply_gradients(zip(reduced, variables))
             return losses
 

@@ -135,6 +135,18 @@ def test_gradient_accumulation_on_two_ranks_equals_one_process(tmp_path, single)
         _assert_same_weights(single, report)
 
 
+def test_per_tensor_allreduce_on_two_ranks_equals_one_process(tmp_path, single):
+    proc = launch(["probe.py", "--allreduce", "per_tensor"], tmp_path, np=2, launcher="gloo")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    reports = read_reports(tmp_path, 2)
+    assert reports[0]["checksums"] == reports[1]["checksums"]
+    for report in reports:
+        _assert_same_weights(single, report)
+    for record in reports[0]["summary"]["records"]:
+        (active,) = record["trained_models"]
+        assert record["allreduced_tensors_per_step"] == reports[0]["trainable"][active]
+
+
 def test_mpi4py_sub_communicator(tmp_path, single):
     proc = launch(["subcomm.py"], tmp_path, np=3, launcher="mpirun")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fe_dist.distributed.context import COMPRESSIONS, Context
+from fe_dist.distributed.context import ALLREDUCE_MODES, COMPRESSIONS, Context
 from fe_dist.errors import ConfigError
 
 # Set by horovodrun (Gloo and MPI), by Open MPI's mpirun, and by MPICH/PMIx launchers.
@@ -80,4 +80,5 @@ def get_context() -> Context:
     return _context if _context is not None else init()
 
 
-__all__ = ["COMPRESSIONS", "Context", "get_context", "init", "launched_distributed"]
+__all__ = ["ALLREDUCE_MODES", "COMPRESSIONS", "Context", "get_context", "init",
+           "launched_distributed"]

@@ -17,6 +17,7 @@ from fe_dist.errors import ConfigError, DistributedError
 
 
 COMPRESSIONS = (None, "fp16")
+ALLREDUCE_MODES = ("grouped", "per_tensor")
 
 
 class Context(abc.ABC):
@@ -110,8 +111,9 @@ class Context(abc.ABC):
 
     def allreduce_gradients(self, grads: Sequence[tf.Tensor | None],
                             variables: Sequence[tf.Variable], name: str,
-                            compression: str | None = None) -> list[tf.Tensor]:
-        """Sum gradients over ranks in one grouped allreduce.
+                            compression: str | None = None,
+                            mode: str = "grouped") -> list[tf.Tensor]:
+        """Sum gradients over ranks.
 
         None gradients (a variable the loss does not reach) become zeros first: Horovod skips
         None, and a None on one rank but not another would desynchronise the ranks.
@@ -124,6 +126,12 @@ class Context(abc.ABC):
             compression: "fp16" sums float16 copies of float32 gradients (half the bytes, as
                 Horovod's ``Compression.fp16``); None sums them as they are. Applied on one rank
                 too, so a run gives the same numbers on any number of ranks.
+            mode: "grouped": one collective for all of ``grads``, which starts when the last
+                gradient is ready. "per_tensor": one collective per gradient (named
+                ``name.i``), each free to start as soon as the backward pass produces its
+                input, so communication overlaps the rest of the backward pass where the
+                backend's collectives are asynchronous (Horovod; its cycle fuses those ready
+                together).
         """
         dense = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
                  for g, v in zip(grads, variables)]
@@ -134,7 +142,10 @@ class Context(abc.ABC):
             dense = [tf.cast(t, tf.float16) if t.dtype == tf.float32 else t for t in dense]
         self._reduced_tensors.assign_add(len(dense))
         self._reduced_bytes.assign_add(sum(_nbytes(t) for t in dense))
-        summed = self._allreduce_sum(dense, name)
+        if mode == "per_tensor":
+            summed = [self._allreduce_sum([t], f"{name}.{i}")[0] for i, t in enumerate(dense)]
+        else:
+            summed = self._allreduce_sum(dense, name)
         return [tf.cast(t, d) if t.dtype != d else t for t, d in zip(summed, dtypes)]
 
     def communication_counters(self) -> tuple[int, int]:

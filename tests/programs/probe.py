@@ -60,10 +60,11 @@ def make_estimator(n_train=600, checkpoint_dir=None):
                         checkpoint_dir=checkpoint_dir)
 
 
-def main(out_dir, comm=None, max_rank_batch=None):
+def main(out_dir, comm=None, max_rank_batch=None, allreduce="grouped"):
     ctx = fe.distributed.init(comm=comm)
     est = make_estimator()
     est.max_rank_batch = max_rank_batch
+    est.network.allreduce = allreduce
     models = est.network.models
     coverage = []
     for epoch, batch in BATCHES.items():
@@ -86,6 +87,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--max-rank-batch", type=int, default=None)
+    parser.add_argument("--allreduce", default="grouped")
     args = parser.parse_args()
-    main(args.out, max_rank_batch=args.max_rank_batch)
+    main(args.out, max_rank_batch=args.max_rank_batch, allreduce=args.allreduce)
     sys.exit(0)
