@@ -27,10 +27,16 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--no-allreduce", action="store_true",
                         help="skip the gradient allreduce: the communication-free bound")
+    parser.add_argument("--no-horovod", action="store_true",
+                        help="with --no-allreduce: do not start Horovod either (rank and size "
+                             "from horovodrun's environment; the same seed gives every rank "
+                             "the same start weights)")
     parser.add_argument("--autotune", action="store_true",
                         help="tf.data autotune on (default off, as in fe_dist's Pipeline)")
     args = parser.parse_args()
-    hvd.init()
+    use_hvd = not args.no_horovod
+    if use_hvd:
+        hvd.init()
     threads = int(os.environ.get("FE_DIST_THREADS", 1))
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
@@ -38,7 +44,11 @@ def main() -> None:
 
     spec = workloads.spec(args.workload, args.tiny)
     x, y = workloads.load_data(args.workload, args.tiny)
-    rank, size = hvd.rank(), hvd.size()
+    if use_hvd:
+        rank, size = hvd.rank(), hvd.size()
+    else:
+        args.no_allreduce = True
+        rank, size = int(os.environ["HOROVOD_RANK"]), int(os.environ["HOROVOD_SIZE"])
     models, phases = {}, []
     for batch, image_size in spec["phases"]:
         key = workloads.model_key(args.workload, image_size)
@@ -46,7 +56,7 @@ def main() -> None:
             model = workloads.make_model(args.workload, image_size)
             opt = keras.optimizers.Adam()
             opt.build(model.trainable_variables)
-            for i, v in enumerate(model.variables + opt.variables):
+            for i, v in enumerate(model.variables + opt.variables if use_hvd else []):
                 v.assign(hvd.broadcast(tf.convert_to_tensor(v), 0, name=f"init.{key}.{i}"))
             models[key] = (model, opt)
         model, opt = models[key]

@@ -34,6 +34,6 @@ def test_allreduce_knobs_tiny(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = json.loads((tmp_path / "allreduce_knobs.json").read_text())
-    assert len(rows) == 15 and rows[0]["of_bound"] == 1.0
+    assert len(rows) == 16 and rows[0]["of_bound"] == 1.0
     assert all(r["samples_per_sec"] > 0 for r in rows)
     assert "accumulation k=4" in (tmp_path / "allreduce_knobs.md").read_text()

@@ -1,9 +1,12 @@
-"""The context's gradient allreduce, on the local twin (one process)."""
+"""The context: its gradient allreduce (on the local twin) and the automatic backend choice."""
+
+import os
 
 import pytest
 import tensorflow as tf
 
 import fe_dist as fe
+from fe_dist import distributed
 from fe_dist.errors import ConfigError
 
 
@@ -23,3 +26,20 @@ def test_allreduce_modes_issue_one_collective_per_group_or_per_tensor(monkeypatc
 def test_unknown_allreduce_mode_names_the_choices():
     with pytest.raises(ConfigError, match="allreduce must be one of.*per_tensor.*'ring'"):
         fe.Network(ops=[], allreduce="ring")
+
+
+@pytest.mark.parametrize("env,comm,expected", [
+    ({}, None, "local"),                                              # plain python
+    ({"HOROVOD_RANK": "0", "HOROVOD_SIZE": "2"}, None, "horovod"),    # horovodrun --gloo
+    ({"OMPI_COMM_WORLD_SIZE": "2"}, None, "mpi"),                     # mpirun on CPU ranks
+    ({"PMI_SIZE": "2"}, None, "mpi"),                                 # MPICH
+    ({"OMPI_COMM_WORLD_SIZE": "2", "HOROVOD_CYCLE_TIME": "5"}, None, "horovod"),  # tunes Horovod
+    ({}, object(), "mpi"),                                            # init(comm=...)
+])
+def test_auto_backend(monkeypatch, env, comm, expected):
+    for key in list(os.environ):
+        if key.startswith(("HOROVOD_", "OMPI_", "PMI")):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert distributed._auto_backend(comm) == expected

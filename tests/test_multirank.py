@@ -17,9 +17,9 @@ BATCHES = [32, 33, 33]
 TRAINED = [["a"], ["b"], ["a"]]
 
 
-def _probe(tmp_path_factory, name, launcher, np_):
+def _probe(tmp_path_factory, name, launcher, np_, env=None):
     out = tmp_path_factory.mktemp(name)
-    proc = launch(["probe.py"], out, np=np_, launcher=launcher)
+    proc = launch(["probe.py"], out, np=np_, launcher=launcher, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return read_reports(out, np_), proc
 
@@ -99,18 +99,21 @@ def test_sharding_covers_each_epoch_without_overlap(gloo):
         assert set(seen) <= set(range(n))
 
 
-@pytest.mark.parametrize("launcher", ["mpi", "mpirun"])
-def test_mpi_launchers_train_the_same(tmp_path_factory, single, launcher):
-    reports, _ = _probe(tmp_path_factory, launcher, launcher, 2)
+@pytest.mark.parametrize("launcher,env,backend", [
+    ("mpi", {}, "mpi"),  # an MPI launch on CPU ranks: fe_dist's MPI backend by default
+    ("mpirun", {"FE_DIST_BACKEND": "horovod"}, "horovod"),  # Horovod's MPI controller
+])
+def test_mpi_launchers_train_the_same(tmp_path_factory, single, launcher, env, backend):
+    reports, _ = _probe(tmp_path_factory, launcher, launcher, 2, env)
     assert [r["size"] for r in reports] == [2, 2]
+    assert [r["backend"] for r in reports] == [backend, backend]
     assert reports[0]["checksums"] == reports[1]["checksums"]
     for report in reports:
         _assert_same_weights(single, report)
 
 
 def test_mpi_backend_without_horovod_trains_the_same(tmp_path, single):
-    proc = launch(["probe.py"], tmp_path, np=2, launcher="mpirun",
-                  env={"FE_DIST_BACKEND": "mpi"})
+    proc = launch(["probe.py"], tmp_path, np=2, launcher="mpirun")  # auto: the MPI backend
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     reports = read_reports(tmp_path, 2)
     assert [r["backend"] for r in reports] == ["mpi", "mpi"]
@@ -147,12 +150,15 @@ def test_per_tensor_allreduce_on_two_ranks_equals_one_process(tmp_path, single):
         assert record["allreduced_tensors_per_step"] == reports[0]["trainable"][active]
 
 
-def test_mpi4py_sub_communicator(tmp_path, single):
-    proc = launch(["subcomm.py"], tmp_path, np=3, launcher="mpirun")
+@pytest.mark.parametrize("backend", ["mpi", "horovod"])
+def test_mpi4py_sub_communicator(tmp_path, single, backend):
+    proc = launch(["subcomm.py"], tmp_path, np=3, launcher="mpirun",
+                  env={"FE_DIST_BACKEND": backend})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     reports = read_reports(tmp_path, 2)
     assert not (tmp_path / "rank2.json").exists()
     assert [r["size"] for r in reports] == [2, 2]
+    assert [r["backend"] for r in reports] == [backend, backend]
     assert reports[0]["checksums"] == reports[1]["checksums"]
     _assert_same_weights(single, reports[0])
 

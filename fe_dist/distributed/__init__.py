@@ -1,18 +1,24 @@
 """The ranks of a run: one `Context` per process, made on first use.
 
-The backend is chosen once per process:
+The backend is chosen once per process (``FE_DIST_BACKEND=auto``, the default):
 
-- ``init(comm=...)`` with an mpi4py communicator: Horovod on those ranks.
-- launched by ``horovodrun`` or ``mpirun`` (their environment variables are set): Horovod.
-- otherwise, plain ``python``: the local single-process context.
+- plain ``python``: the local single-process context.
+- launched by ``horovodrun --gloo`` (or elastic): Horovod.
+- launched by an MPI launcher (``mpirun``, ``horovodrun --mpi``), or handed an mpi4py
+  communicator with ``init(comm=...)``: fe_dist's own MPI backend (mpi4py collectives, one fused
+  ``MPI_Allreduce`` per step, no Horovod background thread) when the ranks are CPU-only, mpi4py
+  is installed and no ``HOROVOD_*`` setting is in the environment; Horovod otherwise (GPUs get
+  its NCCL path; a ``HOROVOD_*`` setting says the user tunes Horovod). On CPU ranks the MPI backend
+  measured about 1.5x Horovod's throughput on the small-model benchmark
+  (benchmarks/allreduce_knobs.py).
 
-``FE_DIST_BACKEND=local|horovod|mpi`` forces a backend (``mpi``: plain MPI collectives through
-mpi4py, for ``mpirun`` launches, without Horovod's background thread). This package is the only place in fe_dist
-that imports horovod.
+``FE_DIST_BACKEND=local|horovod|mpi`` forces a backend. This package is the only place in
+fe_dist that imports horovod.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 
@@ -21,6 +27,7 @@ from fe_dist.errors import ConfigError
 
 # Set by horovodrun (Gloo and MPI), by Open MPI's mpirun, and by MPICH/PMIx launchers.
 _LAUNCHER_VARIABLES = ("HOROVOD_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
+_MPI_VARIABLES = _LAUNCHER_VARIABLES[1:]
 
 _context: Context | None = None
 
@@ -28,6 +35,19 @@ _context: Context | None = None
 def launched_distributed() -> bool:
     """True when a distributed launcher started this process."""
     return any(v in os.environ for v in _LAUNCHER_VARIABLES)
+
+
+def _auto_backend(comm: Any) -> str:
+    """The backend for ``FE_DIST_BACKEND=auto`` (see the module docstring)."""
+    if comm is None and not launched_distributed():
+        return "local"
+    mpi_launch = comm is not None or any(v in os.environ for v in _MPI_VARIABLES)
+    tunes_horovod = any(k.startswith("HOROVOD_") for k in os.environ)  # horovodrun --gloo too
+    if mpi_launch and not tunes_horovod and importlib.util.find_spec("mpi4py") is not None:
+        import tensorflow as tf
+        if not tf.config.list_physical_devices("GPU"):
+            return "mpi"
+    return "horovod"
 
 
 def init(comm: Any = None, backend: str | None = None) -> Context:
@@ -38,8 +58,9 @@ def init(comm: Any = None, backend: str | None = None) -> Context:
 
     Args:
         comm: An mpi4py communicator whose ranks train together (for fe_dist inside an MPI
-            program, e.g. on a sub-communicator). Needs Horovod built with MPI.
-        backend: "local", "horovod" or None (choose from the environment).
+            program, e.g. on a sub-communicator). With the Horovod backend, Horovod must be
+            built with MPI.
+        backend: "local", "horovod", "mpi" or None (choose from the environment).
     """
     global _context
     if _context is not None:
@@ -52,7 +73,7 @@ def init(comm: Any = None, backend: str | None = None) -> Context:
         raise ConfigError(f"Unknown fe_dist backend {backend!r}: use 'local', 'horovod', 'mpi' "
                           "or 'auto'.")
     if backend == "auto":
-        backend = "horovod" if comm is not None or launched_distributed() else "local"
+        backend = _auto_backend(comm)
     if backend == "mpi":
         try:
             from fe_dist.distributed.mpi import MPIContext
