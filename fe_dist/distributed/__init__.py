@@ -9,8 +9,7 @@ The backend is chosen once per process (``FE_DIST_BACKEND=auto``, the default):
   ``MPI_Allreduce`` per step, no Horovod background thread) when the ranks are CPU-only, mpi4py
   is installed and no ``HOROVOD_*`` setting is in the environment; Horovod otherwise (GPUs get
   its NCCL path; a ``HOROVOD_*`` setting says the user tunes Horovod). On CPU ranks the MPI backend
-  measured about 1.5x Horovod's throughput on the small-model benchmark
-  (benchmarks/allreduce_knobs.py).
+  measured 1.26x Horovod's throughput on the small-model benchmark (benchmarks/allreduce_knobs.py).
 
 ``FE_DIST_BACKEND=local|horovod|mpi`` forces a backend. This package is the only place in
 fe_dist that imports horovod.
