@@ -71,13 +71,14 @@ def main() -> None:
             idx = perm[:steps * batch]
             options = tf.data.Options()
             options.threading.private_threadpool_size = threads
+            options.autotune.enabled = False  # as in fe_dist and the hand loop (README, knobs)
             options.experimental_distribute.auto_shard_policy = \
                 tf.data.experimental.AutoShardPolicy.DATA
             ds = (tf.data.Dataset.from_tensor_slices((x[idx], y[idx]))
                   .batch(batch, drop_remainder=True)
                   .map(lambda xb, yb, s=image_size: (workloads.preprocess(xb, s), yb),
-                       num_parallel_calls=tf.data.AUTOTUNE)
-                  .prefetch(tf.data.AUTOTUNE).with_options(options))
+                       num_parallel_calls=threads)
+                  .prefetch(2).with_options(options))
             dist = strategy.experimental_distribute_dataset(ds)
             began = time.perf_counter()
             for batch_data in dist:
