@@ -28,9 +28,9 @@ def main() -> None:
     parser.add_argument("--no-allreduce", action="store_true",
                         help="skip the gradient allreduce: the communication-free bound")
     parser.add_argument("--no-horovod", action="store_true",
-                        help="with --no-allreduce: do not start Horovod either (rank and size "
-                             "from horovodrun's environment; the same seed gives every rank "
-                             "the same start weights)")
+                        help="implies --no-allreduce, and Horovod is not started either (rank "
+                             "and size from horovodrun's environment; the same seed gives every "
+                             "rank the same start weights)")
     parser.add_argument("--autotune", action="store_true",
                         help="tf.data autotune on (default off, as in fe_dist's Pipeline)")
     args = parser.parse_args()
