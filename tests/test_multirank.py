@@ -41,6 +41,17 @@ def _assert_same_weights(reference, report):
                                        err_msg=f"model {name}")
 
 
+def _assert_trains_like_one_process(reports, single):
+    """Identical weights on every rank, equal to one process; each step allreduces exactly the
+    active model's gradients."""
+    assert reports[0]["checksums"] == reports[1]["checksums"]
+    for report in reports:
+        _assert_same_weights(single, report)
+    for record in reports[0]["summary"]["records"]:
+        (active,) = record["trained_models"]
+        assert record["allreduced_tensors_per_step"] == reports[0]["trainable"][active]
+
+
 def test_two_ranks_equal_one_process_on_the_global_batch(single, gloo):
     reports, _ = gloo
     assert [r["size"] for r in reports] == [2, 2] and single["size"] == 1
@@ -117,12 +128,7 @@ def test_mpi_backend_without_horovod_trains_the_same(tmp_path, single):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     reports = read_reports(tmp_path, 2)
     assert [r["backend"] for r in reports] == ["mpi", "mpi"]
-    assert reports[0]["checksums"] == reports[1]["checksums"]
-    for report in reports:
-        _assert_same_weights(single, report)
-    for record in reports[0]["summary"]["records"]:
-        (active,) = record["trained_models"]
-        assert record["allreduced_tensors_per_step"] == reports[0]["trainable"][active]
+    _assert_trains_like_one_process(reports, single)
 
 
 def test_gradient_accumulation_on_two_ranks_equals_one_process(tmp_path, single):
@@ -142,12 +148,7 @@ def test_per_tensor_allreduce_on_two_ranks_equals_one_process(tmp_path, single):
     proc = launch(["probe.py", "--allreduce", "per_tensor"], tmp_path, np=2, launcher="gloo")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     reports = read_reports(tmp_path, 2)
-    assert reports[0]["checksums"] == reports[1]["checksums"]
-    for report in reports:
-        _assert_same_weights(single, report)
-    for record in reports[0]["summary"]["records"]:
-        (active,) = record["trained_models"]
-        assert record["allreduced_tensors_per_step"] == reports[0]["trainable"][active]
+    _assert_trains_like_one_process(reports, single)
 
 
 @pytest.mark.parametrize("backend", ["mpi", "horovod"])
