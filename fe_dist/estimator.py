@@ -261,12 +261,15 @@ class Estimator:
         scheduled = [(m, optimizer_at(m, epoch), m.lr_schedule, warmup_length(m.lr_schedule, steps))
                      for m in self.network.trained_models(epoch) if m.lr_schedule is not None]
 
+        rates: dict[str, float] = {}
+
         def set_lr(step: int) -> dict[str, float]:
-            rates = {}
             for model, opt, schedule, warmup in scheduled:
-                rates[model.model_name] = schedule.value(epoch, first + step, batch, warmup)
-                opt.learning_rate = rates[model.model_name]
-            return rates
+                rate = schedule.value(epoch, first + step, batch, warmup)
+                if rates.get(model.model_name) != rate:  # most schedules change by epoch only
+                    rates[model.model_name] = rate
+                    opt.learning_rate = rate
+            return dict(rates)
 
         return set_lr
 

@@ -41,6 +41,8 @@ class Pipeline:
         self.data = _check_data(data)
         self.batch_size = batch_size
         self.ops = check_ops(ops, "Pipeline")
+        if not isinstance(autotune, bool):
+            raise ConfigError(f"Pipeline autotune must be True or False, got {autotune!r}.")
         self.autotune = autotune
         self._tensors: dict[str, dict[str, tf.Tensor]] = {}
         self._train: dict[tuple, tuple[tf.data.Dataset, tf.Variable]] = {}

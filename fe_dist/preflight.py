@@ -105,11 +105,11 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
     """
     check_learning_rates(network, plan)
     for epoch in plan["signature_epochs"]:
-        batch = plan["epochs"][epoch]["global_batch"]
+        entry = plan["epochs"][epoch]
+        batch = entry["global_batch"]
         for mode in pipeline.modes():
             keys = check_keys(pipeline.get_ops(epoch, mode), pipeline.data[mode], epoch, mode,
                               "pipeline")
-            entry = plan["epochs"][epoch]
             if mode == "train":
                 if not network.trained_models(epoch):
                     continue

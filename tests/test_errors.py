@@ -147,3 +147,8 @@ def test_watchdog_prints_where_then_exits_after_the_grace_period():
     assert "rank 1 of 2 made no progress" in proc.stderr
     assert "epoch 3, train step 7 (gradient allreduce)" in proc.stderr
     assert elapsed >= 1.0 + grace_seconds(1.0), elapsed
+
+
+def test_pipeline_autotune_must_be_a_bool():
+    with pytest.raises(ConfigError, match="Pipeline autotune must be True or False, got 'yes'"):
+        fe.Pipeline(data=data(), batch_size=16, autotune="yes")

@@ -90,5 +90,3 @@ def warmup_length(schedule: LRSchedule, steps_by_epoch: list[int]) -> int:
     if schedule.warmup_steps:
         return schedule.warmup_steps
     return sum(steps_by_epoch[:schedule.warmup_epochs])
-
-
