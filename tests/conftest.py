@@ -49,7 +49,10 @@ def launch(args: list[str], out_dir: Path | None, np: int = 2, launcher: str = "
         cmd = program
     run_env = {**os.environ, "FE_DIST_THREADS": "1", "PYTHONUNBUFFERED": "1",
                "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-    run_env.pop("FE_DIST_BACKEND", None)  # the launcher decides, unless `env` says otherwise
+    # The launcher decides the backend, unless `env` says otherwise (a HOROVOD_* setting
+    # inherited from the caller's shell would steer fe_dist's automatic choice).
+    for key in [k for k in run_env if k == "FE_DIST_BACKEND" or k.startswith("HOROVOD_")]:
+        del run_env[key]
     run_env.update(env or {})
     run_env["PYTHONPATH"] = str(REPO)
     try:
