@@ -1,0 +1,146 @@
+"""Programs shaped like users' own: their ops, frozen BatchNorm models, their losses, optimizer
+Schedulers, variables without a gradient, and labels that do not fit the loss (one process)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import fe_dist as fe
+from fe_dist.errors import ConfigError
+from fe_dist.op.tensorop import TensorOp
+from fe_dist.op.tensorop.loss import LossOp, SparseCategoricalCrossentropy
+from fe_dist.op.tensorop.model import ModelOp
+from fe_dist.schedule import Scheduler, build_plan
+
+
+class AddConst(TensorOp):
+    """A user op without get_config: its settings are recorded from its arguments."""
+
+    def __init__(self, inputs, outputs, c, mode=None):
+        super().__init__(inputs=inputs, outputs=outputs, mode=mode)
+        self.c = c
+
+    def forward(self, data, state):
+        return tf.cast(data, tf.float32) + self.c
+
+
+class Apply(TensorOp):
+    """A user op taking a function."""
+
+    def __init__(self, inputs, outputs, fn):
+        super().__init__(inputs=inputs, outputs=outputs)
+        self.fn = fn
+
+    def forward(self, data, state):
+        return self.fn(data)
+
+
+class Swap(TensorOp):
+    """Two inputs, two outputs: forward gets a list and returns one value per output key."""
+
+    def forward(self, data, state):
+        a, b = data
+        return b, a
+
+
+def _data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"x": rng.normal(size=(n, 6)).astype(np.float32), "y": rng.integers(0, 3, n),
+            "z": np.zeros((n, 6), np.float32)}
+
+
+def _dense(inputs=6, classes=3):
+    return keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(classes,
+                                                                        activation="softmax")])
+
+
+def _epoch_values(pipeline, epoch, key="x"):
+    ds = pipeline.get_train_dataset(epoch, 16, fe.distributed.get_context())
+    return np.concatenate([b[key].numpy() for b in ds])
+
+
+def test_two_instances_of_a_user_op_never_share_a_dataset():
+    data = _data()
+    pipeline = fe.Pipeline(data={"train": data}, batch_size=16,
+                           ops=[Scheduler({0: AddConst("x", "x", c=0.0),
+                                           1: AddConst("x", "x", c=100.0)})])
+    assert np.abs(_epoch_values(pipeline, 0)).max() < 10
+    assert _epoch_values(pipeline, 1).min() > 90  # epoch 1 runs its own op
+
+
+def test_ops_taking_functions_are_told_apart():
+    pipeline = fe.Pipeline(data={"train": _data()}, batch_size=16,
+                           ops=[Scheduler({0: Apply("x", "x", fn=lambda x: x * 0.0),
+                                           1: Apply("x", "x", fn=lambda x: x * 0.0 + 1.0)})])
+    assert (_epoch_values(pipeline, 0) == 0).all()
+    assert (_epoch_values(pipeline, 1) == 1).all()
+
+
+def test_signature_is_the_same_on_every_rank_and_names_arrays_by_content():
+    table = np.arange(6, dtype=np.float32)
+    a = AddConst("x", "x", c=table).signature()
+    b = AddConst("x", "x", c=table.copy()).signature()  # another object, same content
+    c = AddConst("x", "x", c=table + 1).signature()
+    assert a == b != c
+    assert "sha1=" in a and " at 0x" not in a
+    assert " at 0x" not in Apply("x", "x", fn=lambda x: x).signature()
+    assert "c=2.0" in AddConst("x", "x", c=2.0).signature()
+
+
+def test_plan_of_a_user_program_compares_equal_when_rebuilt():
+    """Each rank builds its own plan: equal programs give equal plans (rank 0's check), and a
+    rank whose op holds other values is caught."""
+    def program(value=1.0):
+        pipeline = fe.Pipeline(data={"train": _data()}, batch_size=16,
+                               ops=[AddConst("x", "x", c=np.full(6, value, np.float32)),
+                                    Apply("x", "x", fn=np.tanh)])
+        model = fe.build(_dense, model_name="m", loss_name="ce")
+        network = fe.Network([ModelOp(inputs="x", model=model, outputs="p"),
+                              SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")])
+        return build_plan(pipeline, network, 2, 1, 0)
+
+    assert program() == program()
+    assert program() != program(2.0)
+
+
+def test_forward_gets_the_bare_tensor_for_one_key_and_a_list_for_several():
+    pipeline = fe.Pipeline(data={"train": _data()}, batch_size=16,
+                           ops=[AddConst("z", "z", c=1.0),
+                                Swap(inputs=("x", "z"), outputs=("x", "z"))])
+    assert (_epoch_values(pipeline, 0) == 1).all()
+    assert np.abs(_epoch_values(pipeline, 0, "z")).max() > 0
+
+
+def _bn_model(name):
+    return keras.Sequential([keras.Input((6,)), keras.layers.Dense(8),
+                             keras.layers.BatchNormalization(), keras.layers.Dropout(0.5),
+                             keras.layers.Dense(6)], name=name)
+
+
+def test_a_frozen_batchnorm_model_is_not_touched_at_all():
+    """Every variable of a frozen model (moving statistics too) stays bit-identical."""
+    fe.enable_deterministic(3)
+    frozen = fe.build(lambda: _bn_model("f"), model_name="frozen", loss_name="unused")
+    head = fe.build(_dense, model_name="head", loss_name="ce")
+    before = [v.numpy() for v in frozen.variables]
+    network = fe.Network([ModelOp(inputs="x", model=frozen, outputs="feat", trainable=False),
+                          ModelOp(inputs="feat", model=head, outputs="p"),
+                          SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")])
+    pipeline = fe.Pipeline(data={"train": _data(), "eval": _data(32, 1)}, batch_size=16)
+    fe.Estimator(pipeline=pipeline, network=network, epochs=2, verbose=False).fit()
+    # Kernels, biases, gamma, beta, moving mean and variance, and Dropout's seed state (which
+    # moves whenever Dropout draws a mask, i.e. runs in training mode).
+    assert len(before) == 9
+    for value, var in zip(before, frozen.variables):
+        np.testing.assert_array_equal(value, var.numpy(), err_msg=var.path)
+
+
+def test_a_frozen_model_runs_in_inference_mode():
+    frozen = fe.build(lambda: _bn_model("g"), model_name="frozen2", loss_name="unused")
+    x = tf.constant(_data()["x"])
+    op = ModelOp(inputs="x", model=frozen, outputs="feat", trainable=False)
+    out = op.forward(x, {"mode": "train"})
+    np.testing.assert_array_equal(out.numpy(), frozen(x, training=False).numpy())
