@@ -197,32 +197,20 @@ class Estimator:
                                                  micro_batch=micro)
             global_batch = tf.constant(batch, tf.float32)
             set_lr = self._lr_setter(entry)
-            if micro is None:
-                step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx)
-            else:
-                accumulate = self.network.get_accumulate_step(epoch, dict(ds.element_spec))
-                apply = self.network.get_apply_step(epoch, ctx)
-                local = entry["per_rank_batch"][ctx.rank]
-                micro_steps = len(sharding.micro_batch_sizes(local, micro))
-            outputs, steps = [], 0
+            step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx,
+                                               sharding.micro_steps(entry, ctx.rank))
+            outputs = []
             for b in ds:
-                if micro is None or len(outputs) % micro_steps == 0:
-                    ctx.progress(f"epoch {epoch}, train step {steps} (gradient allreduce)")
-                    learning_rates = set_lr(steps)
-                if micro is None:
-                    outputs.append(step(b, global_batch))
-                    steps += 1
-                else:
-                    outputs.append(accumulate(b, global_batch))
-                    if len(outputs) % micro_steps == 0:
-                        apply()
-                        steps += 1
+                if step.begins_step:
+                    ctx.progress(f"epoch {epoch}, train step {step.steps} (gradient allreduce)")
+                    learning_rates = set_lr(step.steps)
+                outputs.append(step(b, global_batch))
                 if len(outputs) == 1:  # wait for the first step: its time shows rebuild costs
                     tf.nest.map_structure(lambda t: t.numpy(), outputs[0])
                     timeline["first_step_end"] = time.perf_counter() - self._fit_start
                 if ctx.is_chief and self.verbose:
-                    self._progress.update(epoch, steps, entry["steps"])
-            report["steps"] = steps
+                    self._progress.update(epoch, step.steps, entry["steps"])
+            report["steps"] = step.steps
             report["train"] = _add(outputs)
         report["learning_rates"] = learning_rates
         report["train_seconds"] = time.perf_counter() - start
@@ -258,8 +246,10 @@ class Estimator:
         epoch, batch = entry["epoch"], entry["global_batch"]
         steps = [e["steps"] for e in self.plan["epochs"]]
         first = sum(steps[:epoch])  # the run's optimizer steps before this epoch
-        scheduled = [(m, optimizer_at(m, epoch), m.lr_schedule, warmup_length(m.lr_schedule, steps))
-                     for m in self.network.trained_models(epoch) if m.lr_schedule is not None]
+        scheduled = [(m, optimizer_at(m, epoch), m.fe_dist.lr_schedule,
+                      warmup_length(m.fe_dist.lr_schedule, steps))
+                     for m in self.network.trained_models(epoch)
+                     if m.fe_dist.lr_schedule is not None]
 
         rates: dict[str, float] = {}
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 from fe_dist.build import optimizer_at
 from fe_dist.distributed import ALLREDUCE_MODES, COMPRESSIONS, Context, get_context
 from fe_dist.errors import ConfigError
-from fe_dist.op.op import Op, check_ops, run_ops
+from fe_dist.op.op import Op, cache_key, check_ops, run_ops
 from fe_dist.op.tensorop.loss import LossOp
 from fe_dist.op.tensorop.model import ModelOp
 from fe_dist.schedule import BaseScheduler, get_current_items
@@ -59,6 +59,7 @@ class Network:
                               "outputs=...) for each model.")
         self._steps: dict[tuple, Callable] = {}
         self._accumulated: dict[str, list[tf.Variable]] = {}
+        self._grad_masks: dict[tuple, tuple] = {}  # which gradients an accumulate step makes
         self.trace_counts: Counter[tuple] = Counter()
 
     def get_ops(self, epoch: int, mode: str) -> list[Op]:
@@ -78,73 +79,112 @@ class Network:
         return [self.models[n] for n in names]
 
     # -- compiled steps ---------------------------------------------------------------------------
-    def get_train_step(self, epoch: int, spec: Spec,
-                       ctx: Context | None = None) -> Callable[[dict, tf.Tensor], dict]:
-        """The compiled train step for ``epoch``'s ops on batches of ``spec``.
+    def get_train_step(self, epoch: int, spec: Spec, ctx: Context | None = None,
+                       micro_steps: int = 1) -> "TrainStep":
+        """The train step for ``epoch``'s ops on batches of ``spec``: one optimizer step per
+        batch, or with ``micro_steps`` > 1 (gradient accumulation) one per that many consecutive
+        micro-batches, whose gradients are summed locally and allreduced once.
 
-        Called as ``step(batch, global_batch_size)``; returns this rank's loss sums. Steps are
-        cached by (ops, models, input spec): one trace per distinct signature for the whole run.
+        Compiled functions are cached by (ops, models, optimizers, input spec): one trace per
+        distinct signature for the whole run. Getting the step compiles it.
         """
         ctx = ctx or get_context()
-        ops, models, optimizers, key = self._train_setup(epoch, "train", spec)
-        if key not in self._steps:
-            self._steps[key] = self._compile_train(key, ops, models, optimizers, spec, ctx)
-        return self._steps[key]
+        ops, models, optimizers, key = self._train_setup(epoch, spec)
+        scalar = tf.TensorSpec([], tf.float32)
+        if micro_steps == 1:
+            step_key = ("train", *key)
+            if step_key not in self._steps:
+                self._steps[step_key] = tf.function(
+                    self._train_fn(step_key, ops, models, optimizers, ctx),
+                    input_signature=(spec, scalar))
+            self._steps[step_key].get_concrete_function(spec, scalar)
+            return TrainStep(self._steps[step_key])
+        acc_key = ("accumulate", *key)
+        if acc_key not in self._steps:
+            self._steps[acc_key] = tf.function(
+                self._accumulate_fn(acc_key, ops, models, optimizers),
+                input_signature=(spec, scalar))
+        self._steps[acc_key].get_concrete_function(spec, scalar)  # records the gradient mask
+        masks = self._grad_masks[acc_key]
+        apply_key = ("apply", key[1], masks)
+        if apply_key not in self._steps:
+            self._steps[apply_key] = tf.function(
+                self._apply_fn(apply_key, models, optimizers, masks, ctx), input_signature=())
+        self._steps[apply_key].get_concrete_function()
+        return TrainStep(self._steps[acc_key], self._steps[apply_key], micro_steps)
 
-    def get_accumulate_step(self, epoch: int, spec: Spec) -> Callable[[dict, tf.Tensor], dict]:
-        """For gradient accumulation: ``step(micro_batch, global_batch_size)`` adds the
-        micro-batch's gradients to each trained model's accumulators and returns its loss sums.
-        No collective runs here; `get_apply_step` reduces once per optimizer step."""
-        ops, models, optimizers, key = self._train_setup(epoch, "accumulate", spec)
-        if key not in self._steps:
-            accumulators = [self._accumulators(m) for m in models]
-
-            def accumulate(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> dict:
-                self.trace_counts[key] += 1
-                losses, grads = _losses_and_grads(ops, models, optimizers, batch, global_batch)
-                for accs, model_grads in zip(accumulators, grads):
-                    for acc, grad in zip(accs, model_grads):
-                        if grad is not None:
-                            acc.assign_add(tf.convert_to_tensor(grad))
-                return losses
-
-            self._steps[key] = tf.function(
-                accumulate, input_signature=(spec, tf.TensorSpec([], tf.float32)))
-        return self._steps[key]
-
-    def get_apply_step(self, epoch: int, ctx: Context | None = None) -> Callable[[], None]:
-        """For gradient accumulation: allreduce the accumulated gradients of each trained model
-        (one grouped allreduce per model, as without accumulation), apply them, reset."""
-        ctx = ctx or get_context()
-        _, models, optimizers, key = self._train_setup(epoch, "apply", {})
-        if key not in self._steps:
-            accumulators = [self._accumulators(m) for m in models]
-            compression = self.gradient_compression
-
-            def apply() -> tf.Tensor:
-                self.trace_counts[key] += 1
-                for model, opt, accs in zip(models, optimizers, accumulators):
-                    variables = model.trainable_variables
-                    grads = ctx.allreduce_gradients([a.read_value() for a in accs], variables,
-                                                    compression=compression,
-                                                    name=f"fe.grad.{model.model_name}",
-                                                    mode=self.allreduce)
-                    opt.apply_gradients(zip(grads, variables))
-                    for acc in accs:
-                        acc.assign(tf.zeros_like(acc))
-                return tf.constant(0)
-
-            self._steps[key] = tf.function(apply, input_signature=())
-        return self._steps[key]
-
-    def _train_setup(self, epoch: int, kind: str, spec: Spec) -> tuple:
+    def _train_setup(self, epoch: int, spec: Spec) -> tuple:
         ops = self.get_ops(epoch, "train")
         models = self.trained_models(epoch)
         optimizers = [optimizer_at(m, epoch) for m in models]
-        key = (kind, tuple(op.signature() for op in ops) if kind != "apply" else (),
-               tuple((m.model_name, m.fe_optimizers.index(o)) for m, o in zip(models, optimizers)),
+        key = (cache_key(ops),
+               tuple((m.model_name, m.fe_dist.optimizers.index(o))
+                     for m, o in zip(models, optimizers)),
                _spec_key(spec))
         return ops, models, optimizers, key
+
+    def _reduce_and_apply(self, models: list[keras.Model],
+                          optimizers: list[keras.optimizers.Optimizer], grads: list[list],
+                          ctx: Context) -> None:
+        """Allreduce each model's gradients (one collective per model, named after it) and apply
+        them. Variables without a gradient (the loss does not reach them) are left out of both,
+        as Keras leaves them out: zeros would still move them under Adam's momentum or weight
+        decay. Which gradients are None is fixed by the traced program, the same on every
+        rank, so every rank still issues the same collectives."""
+        for model, opt, model_grads in zip(models, optimizers, grads):
+            pairs = [(g, v) for g, v in zip(model_grads, model.trainable_variables)
+                     if g is not None]
+            if not pairs:
+                continue
+            reduced = ctx.allreduce_gradients([g for g, _ in pairs], [v for _, v in pairs],
+                                              compression=self.gradient_compression,
+                                              name=f"fe.grad.{model.model_name}",
+                                              mode=self.allreduce)
+            opt.apply_gradients(zip(reduced, [v for _, v in pairs]))
+
+    def _train_fn(self, key: tuple, ops: list[Op], models: list[keras.Model],
+                  optimizers: list[keras.optimizers.Optimizer], ctx: Context) -> Callable:
+        def train_step(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> dict:
+            self.trace_counts[key] += 1  # Python runs only while tracing
+            losses, grads = _losses_and_grads(ops, models, optimizers, batch, global_batch)
+            self._reduce_and_apply(models, optimizers, grads, ctx)
+            return losses
+
+        return train_step
+
+    def _accumulate_fn(self, key: tuple, ops: list[Op], models: list[keras.Model],
+                       optimizers: list[keras.optimizers.Optimizer]) -> Callable:
+        accumulators = [self._accumulators(m) for m in models]
+
+        def accumulate(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> dict:
+            self.trace_counts[key] += 1
+            losses, grads = _losses_and_grads(ops, models, optimizers, batch, global_batch)
+            self._grad_masks[key] = tuple(tuple(g is not None for g in model_grads)
+                                          for model_grads in grads)
+            for accs, model_grads in zip(accumulators, grads):
+                for acc, grad in zip(accs, model_grads):
+                    if grad is not None:
+                        acc.assign_add(tf.convert_to_tensor(grad))
+            return losses
+
+        return accumulate
+
+    def _apply_fn(self, key: tuple, models: list[keras.Model],
+                  optimizers: list[keras.optimizers.Optimizer], masks: tuple,
+                  ctx: Context) -> Callable:
+        accumulators = [self._accumulators(m) for m in models]
+
+        def apply() -> tf.Tensor:
+            self.trace_counts[key] += 1
+            grads = [[a.read_value() if has else None for a, has in zip(accs, mask)]
+                     for accs, mask in zip(accumulators, masks)]
+            self._reduce_and_apply(models, optimizers, grads, ctx)
+            for accs in accumulators:
+                for acc in accs:
+                    acc.assign(tf.zeros_like(acc))
+            return tf.constant(0)
+
+        return apply
 
     def _accumulators(self, model: keras.Model) -> list[tf.Variable]:
         """Gradient sums of ``model``, made eagerly once (so no step's first trace creates
@@ -159,29 +199,10 @@ class Network:
     def get_eval_step(self, epoch: int, spec: Spec) -> Callable[[dict], dict]:
         """The compiled eval step for ``epoch``: loss and metric sums plus the sample count."""
         ops = self.get_ops(epoch, "eval")
-        key = ("eval", tuple(op.signature() for op in ops), (), _spec_key(spec))
+        key = ("eval", cache_key(ops), (), _spec_key(spec))
         if key not in self._steps:
             self._steps[key] = self._compile_eval(key, ops, spec)
         return self._steps[key]
-
-    def _compile_train(self, key: tuple, ops: list[Op], models: list[keras.Model],
-                       optimizers: list[keras.optimizers.Optimizer], spec: Spec,
-                       ctx: Context) -> Callable:
-        compression = self.gradient_compression
-
-        def train_step(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> dict:
-            self.trace_counts[key] += 1  # Python runs only while tracing
-            losses, grads = _losses_and_grads(ops, models, optimizers, batch, global_batch)
-            for model, opt, model_grads in zip(models, optimizers, grads):
-                variables = model.trainable_variables
-                reduced = ctx.allreduce_gradients(model_grads, variables, compression=compression,
-                                                  name=f"fe.grad.{model.model_name}",
-                                                  mode=self.allreduce)
-                opt.apply_gradients(zip(reduced, variables))
-            return losses
-
-        signature = (spec, tf.TensorSpec([], tf.float32))
-        return tf.function(train_step, input_signature=signature)
 
     def _compile_eval(self, key: tuple, ops: list[Op], spec: Spec) -> Callable:
         loss_ops = [op for op in ops if isinstance(op, LossOp)]
@@ -202,6 +223,36 @@ class Network:
         return tf.function(eval_step, input_signature=(spec,))
 
 
+class TrainStep:
+    """Runs optimizer steps: each call takes one batch, or one micro-batch under gradient
+    accumulation, where every ``micro_steps``-th call allreduces and applies the sums.
+
+    Attributes:
+        steps: Optimizer steps completed so far.
+    """
+
+    def __init__(self, step: Callable, apply: Callable | None = None,
+                 micro_steps: int = 1) -> None:
+        self._step, self._apply, self._micro_steps = step, apply, micro_steps
+        self._calls = 0
+        self.steps = 0
+
+    @property
+    def begins_step(self) -> bool:
+        """True when the next call starts an optimizer step (set its learning rate now)."""
+        return self._calls % self._micro_steps == 0
+
+    def __call__(self, batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> dict:
+        """This rank's loss sums of ``batch``."""
+        losses = self._step(batch, global_batch)
+        self._calls += 1
+        if self._calls % self._micro_steps == 0:
+            if self._apply is not None:
+                self._apply()
+            self.steps += 1
+        return losses
+
+
 def _losses_and_grads(ops: list[Op], models: list[keras.Model],
                       optimizers: list[keras.optimizers.Optimizer], batch: dict[str, tf.Tensor],
                       global_batch: tf.Tensor) -> tuple[dict, list[list]]:
@@ -212,9 +263,9 @@ def _losses_and_grads(ops: list[Op], models: list[keras.Model],
         # Sum of this rank's per-sample losses over the *global* batch: summing the gradients
         # over ranks (and micro-batches) then gives exactly the single-process gradient.
         losses = {k: tf.reduce_sum(tf.cast(store[k], tf.float32))
-                  for k in sorted({m.loss_name for m in models})}
+                  for k in sorted({m.fe_dist.loss_name for m in models})}
         # scale_loss is the identity except under a mixed-precision loss-scale optimizer.
-        scaled = [opt.scale_loss(losses[m.loss_name] / global_batch)
+        scaled = [opt.scale_loss(losses[m.fe_dist.loss_name] / global_batch)
                   for m, opt in zip(models, optimizers)]
     grads = [tape.gradient(loss, m.trainable_variables) for m, loss in zip(models, scaled)]
     return losses, grads

@@ -10,7 +10,7 @@ import tensorflow as tf
 from fe_dist import sharding
 from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError
-from fe_dist.op.op import Op, check_ops, run_ops
+from fe_dist.op.op import Op, cache_key, check_ops, run_ops
 from fe_dist.schedule import BaseScheduler, get_current_items, resolve
 
 MODES = ("train", "eval")
@@ -87,7 +87,7 @@ class Pipeline:
         """
         ctx = ctx or get_context()
         ops = self.get_ops(epoch, "train")
-        key = (global_batch, ctx.size, ctx.rank, micro_batch, tuple(op.signature() for op in ops))
+        key = (global_batch, ctx.size, ctx.rank, micro_batch, cache_key(ops))
         n = self.num_samples("train")
         indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch)
         if key not in self._train:
@@ -123,7 +123,7 @@ class Pipeline:
         """This rank's contiguous share of the eval set, batched by its per-rank batch size."""
         ctx = ctx or get_context()
         ops = self.get_ops(epoch, "eval")
-        key = (global_batch, ctx.size, ctx.rank, tuple(op.signature() for op in ops))
+        key = (global_batch, ctx.size, ctx.rank, cache_key(ops))
         if key not in self._eval:
             shard = sharding.eval_shard(self.num_samples("eval"), ctx.size, ctx.rank)
             local_batch = max(sharding.per_rank_batch_sizes(global_batch, ctx.size)[ctx.rank], 1)

@@ -7,10 +7,11 @@ and the train and eval steps compile (this is also their one trace for the run).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import tensorflow as tf
 
+from fe_dist import sharding
 from fe_dist.distributed import Context
 from fe_dist.errors import ConfigError
 from fe_dist.op.op import Op
@@ -67,11 +68,12 @@ def _compatible(expected: list[int | None], got: list[int | None]) -> bool:
 def check_losses(network: Any, epoch: int, keys: set[str]) -> None:
     """Raise if a model that trains at ``epoch`` has a loss_name no op writes."""
     for model in network.trained_models(epoch):
-        if model.loss_name not in keys:
+        loss_name = model.fe_dist.loss_name
+        if loss_name not in keys:
             raise ConfigError(
                 f"Epoch {epoch}: model {model.model_name!r} trains on loss_name "
-                f"{model.loss_name!r}, but no network op writes that key (keys then: "
-                f"{sorted(keys)}). Set a loss op's outputs={model.loss_name!r}, or change "
+                f"{loss_name!r}, but no network op writes that key (keys then: "
+                f"{sorted(keys)}). Set a loss op's outputs={loss_name!r}, or change "
                 "loss_name in fe.build.")
 
 
@@ -81,10 +83,10 @@ def check_learning_rates(network: Any, plan: Plan) -> None:
     step = 0
     for entry in plan["epochs"]:
         for model in network.trained_models(entry["epoch"]):
-            if model.lr_schedule is None:
+            if model.fe_dist.lr_schedule is None:
                 continue
             try:
-                rate = model.lr_schedule.value(entry["epoch"], step, entry["global_batch"])
+                rate = model.fe_dist.lr_schedule.value(entry["epoch"], step, entry["global_batch"])
             except ConfigError:
                 raise
             except Exception as err:  # the user's LR function
@@ -124,14 +126,12 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
             check_model_inputs(net_ops, spec, epoch, mode)
             if mode == "train":
                 check_losses(network, epoch, keys)
-                scalar = tf.TensorSpec([], tf.float32)
-                if micro is None:
-                    _trace(network.get_train_step(epoch, spec, ctx), epoch, mode, spec, scalar)
-                else:
-                    _trace(network.get_accumulate_step(epoch, spec), epoch, mode, spec, scalar)
-                    _trace(network.get_apply_step(epoch, ctx), epoch, mode)
+                _trace(lambda: network.get_train_step(epoch, spec, ctx,
+                                                      sharding.micro_steps(entry, ctx.rank)),
+                       epoch, mode)
             else:
-                _trace(network.get_eval_step(epoch, spec), epoch, mode, spec)
+                _trace(lambda: network.get_eval_step(epoch, spec).get_concrete_function(spec),
+                       epoch, mode)
 
 
 def _element_spec(ds: tf.data.Dataset, keys: set[str], epoch: int,
@@ -143,9 +143,9 @@ def _element_spec(ds: tf.data.Dataset, keys: set[str], epoch: int,
     return dict(spec)
 
 
-def _trace(step: Any, epoch: int, mode: str, *specs: Any) -> None:
+def _trace(compile_step: Callable[[], Any], epoch: int, mode: str) -> None:
     try:
-        step.get_concrete_function(*specs)
+        compile_step()
     except ConfigError:
         raise
     except Exception as err:  # TensorFlow's own shape or dtype errors, reworded with the epoch

@@ -8,6 +8,8 @@ The last incomplete global batch of an epoch is dropped, so every rank runs the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -47,6 +49,14 @@ def micro_batch_sizes(local_batch: int, micro_batch: int) -> list[int]:
     ``micro_batch`` samples, then the remainder (an uneven last micro-batch)."""
     full, rest = divmod(local_batch, micro_batch)
     return [micro_batch] * full + ([rest] if rest else [])
+
+
+def micro_steps(entry: dict[str, Any], rank: int) -> int:
+    """Calls of the train step per optimizer step on ``rank`` in the plan epoch ``entry``: the
+    number of its micro-batches under gradient accumulation, else 1."""
+    if entry["micro_batches"] <= 1:
+        return 1
+    return len(micro_batch_sizes(entry["per_rank_batch"][rank], entry["micro_batch"]))
 
 
 def eval_shard(num_samples: int, size: int, rank: int) -> slice:

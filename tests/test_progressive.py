@@ -97,7 +97,7 @@ def test_learning_rate_applied_at_every_step_matches_a_hand_loop():
 def test_scheduled_optimizer_eval_and_callback():
     model = fe.build(tiny(), model_name="m", loss_name="ce",
                      optimizer=Scheduler({0: "adam", 1: "sgd"}))
-    adam, sgd = model.fe_optimizers
+    adam, sgd = model.fe_dist.optimizers
     seen = []
     d = {"train": data()["train"], "eval": data(n=10)["train"]}
     est = estimator(model=model, epochs=3, d=d)
@@ -142,7 +142,7 @@ def test_progress_bar_only_on_a_terminal():
 
 def test_mixed_precision_trains_with_loss_scaling():
     model = fe.build(tiny(), model_name="m", loss_name="ce", mixed_precision=True)
-    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(model.fe_dist.optimizers[0], keras.optimizers.LossScaleOptimizer)
     assert model.layers[-1].compute_dtype == "float16"
     assert all(v.dtype == "float32" for v in model.trainable_variables)
     summary = estimator(model=model, epochs=1).fit()

@@ -110,6 +110,7 @@ def test_forward_gets_the_bare_tensor_for_one_key_and_a_list_for_several():
     pipeline = fe.Pipeline(data={"train": _data()}, batch_size=16,
                            ops=[AddConst("z", "z", c=1.0),
                                 Swap(inputs=("x", "z"), outputs=("x", "z"))])
+    assert _epoch_values(pipeline, 0).shape == (64, 6)
     assert (_epoch_values(pipeline, 0) == 1).all()
     assert np.abs(_epoch_values(pipeline, 0, "z")).max() > 0
 
@@ -144,3 +145,56 @@ def test_a_frozen_model_runs_in_inference_mode():
     op = ModelOp(inputs="x", model=frozen, outputs="feat", trainable=False)
     out = op.forward(x, {"mode": "train"})
     np.testing.assert_array_equal(out.numpy(), frozen(x, training=False).numpy())
+
+
+def _fit(network, data=None, epochs=2, batch=16, **kwargs):
+    pipeline = fe.Pipeline(data=data or {"train": _data(), "eval": _data(32, 1)},
+                           batch_size=batch)
+    return fe.Estimator(pipeline=pipeline, network=network, epochs=epochs, verbose=False,
+                        **kwargs).fit()
+
+
+def test_an_optimizer_scheduler_builds_one_optimizer_per_entry():
+    """Scheduler({0: "adam", 2: "adam"}) restarts Adam at epoch 2 (the strings are one object)."""
+    model = fe.build(_dense, model_name="m", loss_name="ce",
+                     optimizer=Scheduler({0: "adam", 2: "adam"}))
+    first, second = model.fe_dist.optimizers
+    network = fe.Network([ModelOp(inputs="x", model=model, outputs="p"),
+                          SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")])
+    summary = _fit(network, epochs=3)
+    steps = [r.steps for r in summary.records]
+    assert int(first.iterations.numpy()) == steps[0] + steps[1]
+    assert int(second.iterations.numpy()) == steps[2]
+
+
+def test_one_optimizer_object_at_two_entries_keeps_its_state():
+    shared = keras.optimizers.SGD(0.1)
+    model = fe.build(_dense, model_name="m", loss_name="ce",
+                     optimizer=Scheduler({0: shared, 1: "sgd", 2: shared}))
+    assert len(model.fe_dist.optimizers) == 2
+    assert model.fe_dist.optimizer_at(2) is model.fe_dist.optimizer_at(0) is shared
+
+
+class _WithSpare(keras.layers.Layer):
+    """A layer holding a weight its output does not use (e.g. a head switched off)."""
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], 3), initializer="glorot_uniform")
+        self.spare = self.add_weight(shape=(3,), initializer="ones")
+
+    def call(self, x):
+        return tf.nn.softmax(x @ self.kernel)
+
+
+@pytest.mark.parametrize("max_rank_batch", [None, 5])
+def test_variables_without_a_gradient_are_left_alone(max_rank_batch):
+    fe.enable_deterministic(1)
+    model = fe.build(lambda: keras.Sequential([keras.Input((6,)), _WithSpare()]),
+                     model_name="m", loss_name="ce",
+                     optimizer=lambda: keras.optimizers.AdamW(0.01, weight_decay=0.5))
+    spare = model.layers[0].spare
+    network = fe.Network([ModelOp(inputs="x", model=model, outputs="p"),
+                          SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")])
+    summary = _fit(network, max_rank_batch=max_rank_batch)
+    np.testing.assert_array_equal(spare.numpy(), np.ones(3, np.float32))
+    assert summary.records[0].allreduced_tensors_per_step == 1  # the kernel only

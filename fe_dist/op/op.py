@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import numbers
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from fe_dist.errors import ConfigError
 
 _MODES = ("train", "eval")
+_KEYS = ("inputs", "outputs", "mode")
 
 
 def _as_keys(keys: str | Sequence[str] | None, what: str, op_name: str) -> tuple[str, ...]:
@@ -26,11 +31,26 @@ def _as_keys(keys: str | Sequence[str] | None, what: str, op_name: str) -> tuple
 class Op:
     """Reads ``inputs`` keys of a batch dictionary and writes ``outputs`` keys.
 
+    The arguments an op was constructed with are recorded automatically (as Keras' ``Operation``
+    does), so two instances of the same class with different arguments never share a compiled
+    step or dataset, and every rank can compare its schedule with rank 0's.
+
     Args:
         inputs: Key(s) read.
         outputs: Key(s) written.
         mode: "train", "eval", a list of them, or None for both.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Op":
+        instance = super().__new__(cls)
+        try:
+            bound = inspect.signature(cls.__init__).bind(instance, *args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(list(bound.arguments.items())[1:])  # without self
+        except TypeError:  # a wrong call: __init__ itself raises the usual message
+            arguments = {}
+        instance._init_args = arguments
+        return instance
 
     def __init__(self,
                  inputs: str | Sequence[str] | None = None,
@@ -45,40 +65,110 @@ class Op:
                 raise ConfigError(f"{name}: mode {m!r} is not one of {_MODES} (or None for both).")
         self.mode = mode
 
-    def forward(self, data: list[tf.Tensor], state: dict[str, Any]) -> tf.Tensor | list[tf.Tensor]:
-        """Compute the outputs from the input tensors (whole batches).
+    def forward(self, data: Any, state: dict[str, Any]) -> Any:
+        """Compute the outputs from the inputs (whole batches).
 
         Args:
-            data: One tensor per input key, in order.
+            data: The tensor of the input key when the op has one input key; a list of tensors,
+                one per input key in order, when it has several (FastEstimator's convention).
             state: ``{"mode": "train"|"eval"}``.
+
+        Returns:
+            The tensor of the output key when the op has one output key; a list or tuple, one
+            per output key in order, when it has several.
         """
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
-        """The op's settings beyond its keys; equal configs mean equal behaviour."""
+        """Settings to describe beyond the constructor arguments, which are recorded
+        automatically; what it returns is merged over them (equal configs mean equal behaviour).
+        Override it for state an op sets up other than from its arguments."""
         return {}
 
+    def _config(self) -> dict[str, Any]:
+        config = {k: v for k, v in getattr(self, "_init_args", {}).items() if k not in _KEYS}
+        config.update(self.get_config())
+        return {"inputs": self.inputs, "outputs": self.outputs, "mode": self.mode, **config}
+
     def signature(self) -> str:
-        """A plain string that identifies what this op does; used by the run plan."""
-        config = {"inputs": self.inputs, "outputs": self.outputs, "mode": self.mode,
-                  **self.get_config()}
-        body = ", ".join(f"{k}={v!r}" for k, v in config.items())
+        """A plain string that identifies what this op does, the same on every rank; used by
+        the run plan. Arrays are named by a hash of their contents, functions by their
+        qualified name."""
+        body = ", ".join(f"{k}={describe(v)}" for k, v in self._config().items())
         return f"{type(self).__name__}({body})"
+
+    def cache_key(self) -> tuple[str, int | None]:
+        """The key of compiled steps and datasets built with this op: its signature, and its
+        identity when the signature cannot tell two instances apart (an argument that is a
+        lambda, a closure or an object without a readable value)."""
+        faithful = all(_is_faithful(v) for v in self._config().values())
+        return self.signature(), None if faithful else id(self)
 
     def __repr__(self) -> str:
         return self.signature()
 
 
+def describe(value: Any) -> str:
+    """``value`` as text that is equal on every rank for equal values."""
+    if isinstance(value, (str, bool, numbers.Number)) or value is None:
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(describe(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{describe(k)}: {describe(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (np.ndarray, np.generic, tf.Tensor, tf.Variable)):
+        array = np.asarray(value)
+        digest = hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()[:12]
+        return f"array({array.dtype}{list(array.shape)}, sha1={digest})"
+    if isinstance(value, Op):
+        return value.signature()
+    if getattr(value, "model_name", None):  # a model made by fe_dist.build
+        return f"model({value.model_name!r})"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
+    text = repr(value)
+    # A default repr carries a memory address, different on every rank: name the type instead.
+    return f"<{type(value).__module__}.{type(value).__qualname__}>" if " at 0x" in text else text
+
+
+def _is_faithful(value: Any) -> bool:
+    """Whether ``describe(value)`` tells ``value`` apart from every different value."""
+    if isinstance(value, (str, bool, numbers.Number, np.ndarray, np.generic, tf.Tensor,
+                          tf.Variable, Op)) or value is None:
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_faithful(v) for v in value)
+    if isinstance(value, dict):
+        return all(_is_faithful(k) and _is_faithful(v) for k, v in value.items())
+    if getattr(value, "model_name", None):
+        return True
+    if callable(value) and hasattr(value, "__qualname__"):
+        # A module-level function is one object per name; lambdas and closures are not.
+        return "<lambda>" not in value.__qualname__ and "<locals>" not in value.__qualname__
+    return " at 0x" not in repr(value)
+
+
 def run_ops(ops: Sequence[Op], store: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     """Run ``ops`` in order on the batch dictionary ``store``, writing their outputs into it."""
     for op in ops:
-        out = op.forward([store[key] for key in op.inputs], state)
-        outs = list(out) if isinstance(out, (list, tuple)) else [out]
-        if len(outs) != len(op.outputs):
-            raise ConfigError(f"{op}: produced {len(outs)} values for {len(op.outputs)} output "
-                              f"keys {op.outputs}. Give one output key per value.")
+        data = [store[key] for key in op.inputs]
+        out = op.forward(data[0] if len(data) == 1 else data, state)
+        if len(op.outputs) == 1:
+            outs = [out]
+        elif isinstance(out, (list, tuple)) and len(out) == len(op.outputs):
+            outs = list(out)
+        else:
+            got = f"{len(out)} values" if isinstance(out, (list, tuple)) else "one value"
+            raise ConfigError(f"{op}: produced {got} for {len(op.outputs)} output keys "
+                              f"{op.outputs}. Return one value per output key, in order.")
         store.update(zip(op.outputs, outs))
     return store
+
+
+def cache_key(ops: Sequence[Op]) -> tuple:
+    """The cache key of a list of ops (see `Op.cache_key`)."""
+    return tuple(op.cache_key() for op in ops)
 
 
 def check_ops(ops: Any, owner: str) -> list[Any]:

@@ -61,13 +61,13 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
         "seed": seed,
         "data": {mode: {"samples": pipeline.num_samples(mode), "keys": pipeline.data_spec(mode)}
                  for mode in pipeline.modes()},
-        "models": {name: {"loss_name": m.loss_name,
-                          "optimizer": type(m.optimizer).__name__,
+        "models": {name: {"loss_name": m.fe_dist.loss_name,
+                          "optimizers": [type(o).__name__ for o in m.fe_dist.optimizers],
                           "variables": [[list(v.shape), str(v.dtype)] for v in m.variables]}
                    for name, m in sorted(network.models.items())},
         "signature_epochs": get_signature_epochs(
             [*pipeline.scheduled_items(), *network.scheduled_items(),
-             *[m.fe_optimizer_schedule for m in network.models.values()], eval_schedule],
+             *[m.fe_dist.optimizer_schedule for m in network.models.values()], eval_schedule],
             epochs),
         "epochs": plan_epochs,
     }
@@ -85,10 +85,8 @@ def _as_function(evaluate: Any) -> Any:
 
 
 def _optimizer_name(model: Any, epoch: int) -> str:
-    from fe_dist.build import optimizer_at  # build imports schedule; import at use, no cycle
-
-    opt = optimizer_at(model, epoch)
-    return f"{type(opt).__name__}#{model.fe_optimizers.index(opt)}"
+    opt = model.fe_dist.optimizer_at(epoch)
+    return f"{type(opt).__name__}#{model.fe_dist.optimizers.index(opt)}"
 
 
 def _check_batch(batch: Any, epoch: int, world_size: int, n_train: int) -> int:

@@ -6,7 +6,7 @@ from typing import Any, Iterable, Sequence
 
 import tensorflow as tf
 
-from fe_dist.op.tensorop.tensorop import TensorOp
+from fe_dist.op.tensorop.tensorop import TensorOp, map_inputs
 
 
 class Minmax(TensorOp):
@@ -27,8 +27,9 @@ class Minmax(TensorOp):
         super().__init__(inputs=inputs, outputs=outputs, mode=mode)
         self.epsilon = epsilon
 
-    def forward(self, data: list[tf.Tensor], state: dict[str, Any]) -> list[tf.Tensor]:
-        return [self._minmax(x) for x in data]
+    def forward(self, data: tf.Tensor | list[tf.Tensor],
+                state: dict[str, Any]) -> tf.Tensor | list[tf.Tensor]:
+        return map_inputs(self._minmax, data)
 
     def _minmax(self, x: tf.Tensor) -> tf.Tensor:
         x = tf.cast(x, tf.float32)
@@ -36,6 +37,3 @@ class Minmax(TensorOp):
         lo = tf.reduce_min(x, axis=axes, keepdims=True)
         hi = tf.reduce_max(x, axis=axes, keepdims=True)
         return (x - lo) / tf.maximum(hi - lo, self.epsilon)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon}

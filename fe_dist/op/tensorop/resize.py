@@ -7,7 +7,7 @@ from typing import Any, Iterable, Sequence
 import tensorflow as tf
 
 from fe_dist.errors import ConfigError
-from fe_dist.op.tensorop.tensorop import TensorOp
+from fe_dist.op.tensorop.tensorop import TensorOp, map_inputs
 
 
 class Resize(TensorOp):
@@ -31,8 +31,6 @@ class Resize(TensorOp):
         self.size = size
         self.resize_method = resize_method
 
-    def forward(self, data: list[tf.Tensor], state: dict[str, Any]) -> list[tf.Tensor]:
-        return [tf.image.resize(x, self.size, method=self.resize_method) for x in data]
-
-    def get_config(self) -> dict[str, Any]:
-        return {"size": self.size, "resize_method": self.resize_method}
+    def forward(self, data: tf.Tensor | list[tf.Tensor],
+                state: dict[str, Any]) -> tf.Tensor | list[tf.Tensor]:
+        return map_inputs(lambda x: tf.image.resize(x, self.size, method=self.resize_method), data)

@@ -6,7 +6,7 @@ from typing import Any, Iterable, Sequence
 
 import tensorflow as tf
 
-from fe_dist.op.tensorop.tensorop import TensorOp
+from fe_dist.op.tensorop.tensorop import TensorOp, map_inputs
 
 
 class Scale(TensorOp):
@@ -24,8 +24,6 @@ class Scale(TensorOp):
         super().__init__(inputs=inputs, outputs=outputs, mode=mode)
         self.scalar = float(scalar)
 
-    def forward(self, data: list[tf.Tensor], state: dict[str, Any]) -> list[tf.Tensor]:
-        return [tf.cast(x, tf.float32) * self.scalar for x in data]
-
-    def get_config(self) -> dict[str, Any]:
-        return {"scalar": self.scalar}
+    def forward(self, data: tf.Tensor | list[tf.Tensor],
+                state: dict[str, Any]) -> tf.Tensor | list[tf.Tensor]:
+        return map_inputs(lambda x: tf.cast(x, tf.float32) * self.scalar, data)

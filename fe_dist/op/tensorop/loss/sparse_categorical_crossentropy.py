@@ -37,6 +37,3 @@ class SparseCategoricalCrossentropy(LossOp):
         y_true = tf.reshape(tf.cast(y_true, tf.int64), [-1])
         correct = tf.equal(tf.argmax(y_pred, axis=-1), y_true)
         return {"accuracy": tf.cast(correct, tf.float32)}
-
-    def get_config(self) -> dict:
-        return {"from_logits": self.from_logits}
