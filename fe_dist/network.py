@@ -213,7 +213,7 @@ class Network:
             sums = {"count": tf.cast(tf.shape(next(iter(batch.values())))[0], tf.float32)}
             for op in loss_ops:
                 loss_key = op.outputs[0]
-                sums[loss_key] = tf.reduce_sum(store[loss_key])
+                sums[loss_key] = tf.reduce_sum(_per_sample(store, loss_key, ops, batch))
                 y_true, y_pred = (store[k] for k in op.inputs)
                 for name, values in op.per_sample_metrics(y_true, y_pred).items():
                     sums[name if len(loss_ops) == 1 else f"{loss_key}_{name}"] = \
@@ -262,13 +262,33 @@ def _losses_and_grads(ops: list[Op], models: list[keras.Model],
         run_ops(ops, store, {"mode": "train"})
         # Sum of this rank's per-sample losses over the *global* batch: summing the gradients
         # over ranks (and micro-batches) then gives exactly the single-process gradient.
-        losses = {k: tf.reduce_sum(tf.cast(store[k], tf.float32))
+        losses = {k: tf.reduce_sum(tf.cast(_per_sample(store, k, ops, batch), tf.float32))
                   for k in sorted({m.fe_dist.loss_name for m in models})}
         # scale_loss is the identity except under a mixed-precision loss-scale optimizer.
         scaled = [opt.scale_loss(losses[m.fe_dist.loss_name] / global_batch)
                   for m, opt in zip(models, optimizers)]
     grads = [tape.gradient(loss, m.trainable_variables) for m, loss in zip(models, scaled)]
     return losses, grads
+
+
+def _per_sample(store: dict[str, tf.Tensor], key: str, ops: list[Op],
+                batch: dict[str, tf.Tensor]) -> tf.Tensor:
+    """The loss values of ``key``, checked (while tracing) to be one per sample: fe_dist sums
+    them and divides by the global batch, so a loss already reduced to a mean would train with
+    gradients 1/B too small on one process and N times too big over N ranks."""
+    value = tf.convert_to_tensor(store[key])
+    shape = value.shape
+    rows = next(iter(batch.values())).shape[0]
+    one_per_sample = shape.rank == 1 or (shape.rank == 2 and shape[1] == 1)
+    if not one_per_sample or (rows is not None and shape[0] is not None and shape[0] != rows):
+        writer = next((op for op in reversed(ops) if key in op.outputs), None)
+        raise ConfigError(
+            f"Loss op {writer} writes loss key {key!r} with shape {shape.as_list()}, but a loss "
+            f"must be one value per sample (shape [{rows if rows is not None else 'batch'}]). "
+            "Return the per-sample losses without reducing them (no tf.reduce_mean, "
+            "reduction='none' for a Keras loss): fe_dist averages them over the global batch "
+            "itself, so the result is the same on any number of ranks.")
+    return tf.reshape(value, [-1])
 
 
 def _spec_key(spec: Spec) -> tuple:

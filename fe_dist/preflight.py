@@ -7,14 +7,17 @@ and the train and eval steps compile (this is also their one trace for the run).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import tensorflow as tf
 
 from fe_dist import sharding
 from fe_dist.distributed import Context
 from fe_dist.errors import ConfigError
 from fe_dist.op.op import Op
+from fe_dist.op.tensorop.loss import LossOp
 from fe_dist.op.tensorop.model import ModelOp
 from fe_dist.schedule import Plan
 
@@ -77,6 +80,31 @@ def check_losses(network: Any, epoch: int, keys: set[str]) -> None:
                 "loss_name in fe.build.")
 
 
+def check_targets(pipeline: Any, ops: list[Op], pipeline_ops: list[Op], epoch: int,
+                  mode: str) -> None:
+    """Let each loss op check its targets when they come straight from the data (no op
+    rewrites them), e.g. labels out of the model's classes, before training."""
+    for op in ops:
+        if not isinstance(op, LossOp):
+            continue
+        key, pred_key = op.inputs[0], op.inputs[1]
+        if key not in pipeline.data[mode] or any(key in o.outputs for o in [*pipeline_ops, *ops]):
+            continue
+        writer = next((o for o in ops if pred_key in o.outputs), None)
+        classes = _model_output_classes(writer.model) if isinstance(writer, ModelOp) else None
+        try:
+            op.check_data(np.asarray(pipeline.data[mode][key]), classes)
+        except ConfigError as err:
+            raise ConfigError(f"Epoch {epoch} ({mode}): {err}") from None
+
+
+def _model_output_classes(model: Any) -> int | None:
+    try:
+        return int(model.outputs[0].shape[-1])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+
+
 def check_learning_rates(network: Any, plan: Plan) -> None:
     """Evaluate each trained model's learning-rate schedule at the first step of every epoch,
     so a Scheduler gap or a failing LR function stops the run before training, not in it."""
@@ -124,6 +152,7 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
             net_ops = network.get_ops(epoch, mode)
             keys = check_keys(net_ops, spec, epoch, mode, "network")
             check_model_inputs(net_ops, spec, epoch, mode)
+            check_targets(pipeline, net_ops, pipeline.get_ops(epoch, mode), epoch, mode)
             if mode == "train":
                 check_losses(network, epoch, keys)
                 _trace(lambda: network.get_train_step(epoch, spec, ctx,
@@ -146,10 +175,30 @@ def _element_spec(ds: tf.data.Dataset, keys: set[str], epoch: int,
 def _trace(compile_step: Callable[[], Any], epoch: int, mode: str) -> None:
     try:
         compile_step()
-    except ConfigError:
-        raise
+    except ConfigError as err:  # raised while tracing (tf.function may prefix its call stack)
+        message = key_message(err)
+        if message.startswith("Epoch "):
+            raise
+        raise ConfigError(f"Epoch {epoch} ({mode}): {message}") from err
     except Exception as err:  # TensorFlow's own shape or dtype errors, reworded with the epoch
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"Epoch {epoch} ({mode}): the network ops scheduled then do not fit "
-                          f"together: {type(err).__name__}: {first_line} Check the shapes the "
-                          "pipeline produces against each model and loss.") from err
+                          f"together: {type(err).__name__}: {key_message(err).rstrip('.')}. Check the shapes "
+                          "the pipeline produces against each model and loss.") from err
+
+
+def key_message(err: BaseException) -> str:
+    """The line of a TensorFlow or Keras error that says what is wrong. Inside ``tf.function``
+    the message starts with the traced call stack ("in user code: File ..."); Keras marks its
+    own explanation in bold."""
+    text = str(err)
+    bold = re.findall(r"\x1b\[1m(.*?)\x1b\[0m", text, re.S)
+    if bold:
+        return " ".join(bold[0].split())
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(
+        ("in user code", "File ", "Exception encountered", "Arguments received", "•"))]
+    for line in reversed(lines):
+        match = re.match(r"^[\w.]*(Error|Exception): (.+)", line)
+        if match:
+            return match.group(2)
+    return lines[0] if lines else type(err).__name__

@@ -198,3 +198,73 @@ def test_variables_without_a_gradient_are_left_alone(max_rank_batch):
     summary = _fit(network, max_rank_batch=max_rank_batch)
     np.testing.assert_array_equal(spare.numpy(), np.ones(3, np.float32))
     assert summary.records[0].allreduced_tensors_per_step == 1  # the kernel only
+
+
+class MeanCrossentropy(LossOp):
+    """A common mistake: a loss op that reduces to the batch mean itself."""
+
+    def per_sample_loss(self, y_true, y_pred):
+        return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y_true, y_pred))
+
+
+def _classifier_network(loss_op=None, classes=3):
+    model = fe.build(lambda: _dense(classes=classes), model_name="m", loss_name="ce")
+    loss_op = loss_op or SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")
+    return fe.Network([ModelOp(inputs="x", model=model, outputs="p"), loss_op])
+
+
+def test_a_loss_reduced_to_a_scalar_is_refused_before_training():
+    network = _classifier_network(MeanCrossentropy(inputs=("y", "p"), outputs="ce"))
+    with pytest.raises(ConfigError) as info:
+        _fit(network)
+    message = str(info.value)
+    for words in ("Epoch 0", "MeanCrossentropy", "'ce'", "shape []", "one value per sample",
+                  "tf.reduce_mean"):
+        assert words in message, (words, message)
+
+
+@pytest.mark.parametrize("labels,words", [
+    (lambda y: y / 9, ["labels 'y'", "fractional", "truncated"]),
+    (lambda y: np.array(["cat", "dog", "owl"])[y], ["labels 'y'", "<U3", "not class indices"]),
+    (lambda y: y + 1, ["labels 'y'", "range over [1, 3]", "3 classes"]),
+])
+def test_labels_that_do_not_fit_the_loss_are_refused_before_training(labels, words):
+    data = _data()
+    data["y"] = labels(data["y"])
+    with pytest.raises(ConfigError) as info:
+        _fit(_classifier_network(), data={"train": data})
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_labels_made_by_an_op_are_checked_as_the_step_runs():
+    data = _data()
+    model = fe.build(_dense, model_name="m", loss_name="ce")
+    network = fe.Network([AddConst(inputs="y", outputs="y", c=5.0),
+                          ModelOp(inputs="x", model=model, outputs="p"),
+                          SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="reach the number of classes"):
+        _fit(network, data={"train": data})
+
+
+class EightFeatures(keras.Model):
+    """A subclassed model built for 8 features (no Input layer for fe_dist to read)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(3)
+        self.dense.build((None, 8))
+
+    def call(self, x):
+        return tf.nn.softmax(self.dense(x))
+
+
+def test_a_model_that_does_not_fit_the_data_gets_keras_own_message():
+    model = fe.build(EightFeatures, model_name="net", loss_name="ce")
+    network = fe.Network([ModelOp(inputs="x", model=model, outputs="p"),
+                          SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")])
+    with pytest.raises(ConfigError) as info:
+        _fit(network)
+    message = str(info.value)
+    assert "expected axis -1 of input shape to have value 8" in message, message
+    assert "received input with shape (16, 6)" in message and "Epoch 0 (train)" in message

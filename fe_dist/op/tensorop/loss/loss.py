@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from fe_dist.errors import ConfigError
@@ -36,6 +37,11 @@ class LossOp(TensorOp):
     def per_sample_loss(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         """One float32 loss per sample."""
         raise NotImplementedError
+
+    def check_data(self, y_true: np.ndarray, classes: int | None) -> None:
+        """Check the targets before training, when ``y_true`` comes straight from the data;
+        ``classes`` is the prediction's last dimension when known. Raise a ConfigError naming
+        the key and the fix."""
 
     def per_sample_metrics(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> dict[str, tf.Tensor]:
         """Eval metrics, one float32 value per sample each; averaged over the eval set."""
