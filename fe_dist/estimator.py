@@ -213,6 +213,7 @@ class Estimator:
             report["steps"] = step.steps
             report["train"] = _add(outputs)
         report["learning_rates"] = learning_rates
+        self._average_model_state(entry, ctx)
         report["train_seconds"] = time.perf_counter() - start
         timeline["train_end"] = time.perf_counter() - self._fit_start
         tensors_after, bytes_after = ctx.communication_counters()
@@ -239,6 +240,20 @@ class Estimator:
             ctx.progress(f"epoch {epoch}, the user's on_epoch_end callback")
             callback(record)
         return record
+
+    def _average_model_state(self, entry: dict[str, Any], ctx: Context) -> None:
+        """Average each trained model's non-trainable float state (BatchNorm moving statistics)
+        over ranks, so every rank holds the same model for eval and the checkpoint. Each rank's
+        statistics follow its own shard; their mean estimates the global batch's as the
+        single-process run does (equal in expectation, not bit for bit; use
+        `fe_dist.layers.SyncBatchNormalization` for that)."""
+        if ctx.size == 1:
+            return
+        ctx.progress(f"epoch {entry['epoch']}, the averaging of model state over ranks")
+        for name in entry["trained_models"]:
+            floats = [v for v in self.network.models[name].non_trainable_variables
+                      if tf.as_dtype(v.dtype).is_floating]
+            ctx.average_variables(floats, f"fe.state.{name}")
 
     def _lr_setter(self, entry: dict[str, Any]) -> Callable[[int], dict[str, float]]:
         """A function that sets each trained model's scheduled learning rate for step s of

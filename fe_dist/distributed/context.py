@@ -158,6 +158,42 @@ class Context(abc.ABC):
         for var, name in zip(variables, names):
             var.assign(self._broadcast_tensor(tf.convert_to_tensor(var), name, root))
 
+    def sum_over_ranks(self, tensor: tf.Tensor, name: str) -> tf.Tensor:
+        """The element-wise sum of ``tensor`` over ranks, differentiable: its gradient is the sum
+        of the upstream gradients over ranks (each rank's loss depends on every rank's input).
+        Callable inside ``tf.function``; used by `fe_dist.layers.SyncBatchNormalization`.
+
+        Args:
+            tensor: This rank's value (the same shape and dtype on every rank).
+            name: Collective name, the same on every rank and unique within a step.
+        """
+        if self.size == 1:
+            return tensor
+
+        @tf.custom_gradient
+        def summed(x: tf.Tensor) -> tuple[tf.Tensor, Callable]:
+            def grad(upstream: tf.Tensor) -> tf.Tensor:
+                return self._allreduce_sum([upstream], f"{name}.grad")[0]
+
+            return self._allreduce_sum([x], name)[0], grad
+
+        return summed(tensor)
+
+    def average_variables(self, variables: Sequence[Any], name: str) -> None:
+        """Set ``variables`` (float) to their mean over ranks, the same bits on every rank.
+
+        Computed as rank 0's value plus the mean of each rank's difference from it, so a variable
+        that already holds the same value everywhere keeps it exactly (a plain sum / N can move
+        it by a rounding step when N is not a power of two).
+        """
+        if self.size == 1 or not variables:
+            return
+        for i, var in enumerate(variables):
+            value = tf.convert_to_tensor(var)
+            reference = self._broadcast_tensor(value, f"{name}.{i}.ref", 0)
+            delta = self._allreduce_sum([value - reference], f"{name}.{i}.delta")[0]
+            var.assign(reference + delta / self.size)
+
     def agree(self, error: BaseException | None, what: str) -> None:
         """Raise on every rank if any rank hit ``error``.
 
