@@ -1,11 +1,30 @@
-"""`enable_deterministic`: the same weights and records on every run of a program."""
+"""Random streams: reproducible runs (`enable_deterministic`), and different random numbers on
+every rank (Dropout masks, random ops), drawn from (seed, rank, epoch).
+
+Model initialisation draws from the seed itself on every rank (and rank 0's start state is
+broadcast anyway), so one process and rank 0 of N ranks start from the same weights. What must
+differ by rank is everything drawn during training: with the same streams on every rank, N ranks
+would apply the same Dropout mask to N different shards, which one process never does. So at the
+start of every epoch each model's Keras random-seed state is set from (seed, rank, epoch), and
+TensorFlow's global seed (random ops in pipeline and user ops) from (seed, rank). A run with the
+same seed and number of ranks repeats exactly; a run on another number of ranks draws other
+numbers, so with Dropout or random ops "N ranks = 1 process" holds in distribution, not bit for
+bit. Python's and numpy's global generators stay seeded with the seed alone on every rank, so
+data a program generates with them is the same on every rank.
+"""
 
 from __future__ import annotations
 
+import os
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from fe_dist.distributed import get_context
+
+_seed: int | None = None  # set by enable_deterministic
+_process_entropy = int.from_bytes(os.urandom(4), "little")  # runs without a seed
 
 
 def enable_deterministic(seed: int) -> None:
@@ -17,8 +36,31 @@ def enable_deterministic(seed: int) -> None:
 
     Args:
         seed: The seed of every random generator (model initialisation, dropout). The shuffle
-            seed of each epoch is the Estimator's ``seed``.
+            seed of each epoch is the Estimator's ``seed``. Ranks draw different streams from it
+            during training (see the module docstring).
     """
-    get_context()  # pin first: both settings below start TensorFlow's runtime
+    global _seed
+    ctx = get_context()  # pin first: both settings below start TensorFlow's runtime
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+    if ctx.rank > 0:  # rank 0 keeps the plain seed, as one process does
+        tf.random.set_seed(stream_seed(seed, ctx.rank))
+    _seed = seed
+
+
+def stream_seed(seed: int, rank: int, epoch: int | None = None) -> int:
+    """A 31-bit seed for ``rank`` (and ``epoch``), independent across ranks and epochs."""
+    keys = [seed, rank] if epoch is None else [seed, rank, epoch]
+    return int(np.random.SeedSequence(keys).generate_state(1)[0] >> 1)
+
+
+def reseed_models(models: list[keras.Model], rank: int, epoch: int) -> None:
+    """Set the random-seed state of every Keras layer of ``models`` (Dropout, random
+    augmentation layers) for ``epoch`` on ``rank``: reproducible with `enable_deterministic`,
+    different on every rank, and the same after a resume as in an uninterrupted run."""
+    base = _seed if _seed is not None else _process_entropy
+    for m, model in enumerate(models):
+        states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+        for i, state in enumerate(states):
+            value = stream_seed(base, rank, epoch * 1_000_003 + m * 1009 + i)
+            state.assign(np.array([value, 0], dtype=state.dtype))

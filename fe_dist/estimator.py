@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from fe_dist import checkpoint, history, sharding
 from fe_dist.build import optimizer_at, state_variables
+from fe_dist.determinism import reseed_models
 from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError, DistributedError
 from fe_dist.network import Network
@@ -191,6 +192,8 @@ class Estimator:
         start = time.perf_counter()
         timeline = {"train_start": start - self._fit_start}
         learning_rates: dict[str, float] = {}
+        # Dropout masks and random layers draw from (seed, rank, epoch): different on every rank.
+        reseed_models([m for _, m in sorted(self.network.models.items())], ctx.rank, epoch)
         if entry["trained_models"]:
             micro = entry["micro_batch"] if entry["micro_batches"] > 1 else None
             ds = self.pipeline.get_train_dataset(epoch, batch, ctx, seed=self.seed,
