@@ -9,6 +9,7 @@ import fe_dist as fe
 from fe_dist import checkpoint
 from fe_dist.errors import ConfigError
 from fe_dist.schedule import LRSchedule, Scheduler, build_plan, first_difference
+from conftest import launch, read_reports
 from test_errors import data, estimator, tiny
 
 FILE = Path("ckpt/fe_dist_checkpoint.npz")
@@ -133,3 +134,28 @@ def test_resume_refuses_a_longer_run_whose_warmup_spans_the_trained_epochs(tmp_p
     summary = _estimator(4, batch=16, ckpt=tmp_path / "b",
                          lr=LRSchedule(0.01, warmup_epochs=1)).fit(resume=True)
     assert len(summary.records) == 4
+
+
+@pytest.mark.multirank
+def test_run_stopped_on_two_ranks_resumes_on_one_with_micro_batches(tmp_path):
+    """Epoch 0 (batch 32) on 2 ranks: 16 per rank, 2 micro-batches of 8; then epochs 1 and 2
+    (batch 33) on one rank: 5 micro-batches. The checkpoint planned 3 for those on 2 ranks."""
+    ckpt = tmp_path / "ckpt"
+    runs = {}
+    for name, launcher, np_, args, code in (
+            ("stopped", "gloo", 2, ["--stop-after", "0", "--ckpt", str(ckpt)], False),
+            ("resumed", "python", 1, ["--resume", "--ckpt", str(ckpt)], True),
+            ("full", "python", 1, [], True)):
+        out = runs[name] = tmp_path / name
+        out.mkdir()
+        proc = launch(["reliability.py", "--max-rank-batch", "8", *args], out, np=np_,
+                      launcher=launcher, timeout=120)
+        assert (proc.returncode == 0) == code, proc.stdout[-3000:] + proc.stderr[-3000:]
+        if name == "resumed":
+            assert "resuming after epoch 0" in proc.stdout
+    resumed, full = read_reports(runs["resumed"], 1)[0], read_reports(runs["full"], 1)[0]
+    assert [(r["world_size"], r["micro_batches"]) for r in resumed["records"]] == \
+        [(2, 2), (1, 5), (1, 5)]
+    for name, weights in full["weights"].items():
+        for got, want in zip(resumed["weights"][name], weights):
+            np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-5, atol=1e-6)
