@@ -69,22 +69,55 @@ def load(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.nda
     return meta, arrays
 
 
-def check_compatible(saved: Plan, current: Plan, file: Path) -> None:
-    """Raise unless ``saved`` and ``current`` describe the same program (any number of ranks:
-    the global batch, not the per-rank batch, defines the run)."""
-    diff = first_difference(_rank_free(saved), _rank_free(current))
+# How the run is laid out on the hardware, not what it computes: the per-rank shares and the
+# micro-batches depend on the number of ranks (and max_rank_batch, a memory setting), while the
+# update of every step is the one on the whole global batch.
+_LAYOUT_KEYS = ("per_rank_batch", "micro_batch", "micro_batches")
+
+
+def check_compatible(saved: Plan, current: Plan, epochs_done: int, file: Path) -> None:
+    """Raise unless ``current`` runs the ``epochs_done`` epochs the checkpoint has trained
+    exactly as ``saved`` planned them.
+
+    Only the rank-independent program must match (seed, data, models, and per epoch the
+    global batch, steps, ops, trained models, optimizers, eval), so a run may resume on any
+    number of ranks and with any ``max_rank_batch``. The epochs after the checkpoint are free:
+    a run may be extended (``epochs=10`` after ``epochs=5``) or its later schedule changed.
+
+    Args:
+        saved: The plan stored in the checkpoint.
+        current: The plan of the program resuming.
+        epochs_done: Epochs the checkpoint has trained (its last epoch + 1).
+        file: The checkpoint file, for messages.
+
+    Raises:
+        ConfigError: ``current`` has fewer epochs than ``epochs_done``, or plans one of them
+            differently; the message names the epoch and item.
+    """
+    planned = len(current["epochs"])
+    if planned < epochs_done:
+        raise ConfigError(f"Checkpoint {file} has already trained {epochs_done} epochs, but "
+                          f"this Estimator has epochs={planned}; the weights cannot go back. "
+                          f"Set epochs to {epochs_done} or more to resume (equal: nothing left "
+                          "to train), or use another checkpoint_dir to start over.")
+    if "lr_warmup_steps" not in saved:  # a checkpoint from before warm-ups were planned
+        current = {k: v for k, v in current.items() if k != "lr_warmup_steps"}
+    diff = first_difference(_trained_part(saved, epochs_done), _trained_part(current, epochs_done),
+                            "the checkpoint", "this program")
     if diff is not None:
-        raise ConfigError(f"Checkpoint {file} was written by a different program: {diff} "
-                          "('rank 0' is the checkpoint, 'this rank' the program now). Resume "
-                          "with the same schedules, data and models, or use another "
-                          "checkpoint_dir.")
+        raise ConfigError(f"Checkpoint {file} was written by a different program: {diff}. "
+                          f"Resume with the same schedules, data and models for epochs 0 to "
+                          f"{epochs_done - 1}, or use another checkpoint_dir.")
 
 
-def _rank_free(plan: Plan) -> Plan:
-    plan = {k: v for k, v in plan.items() if k != "world_size"}
-    plan["epochs"] = [{k: v for k, v in e.items() if k != "per_rank_batch"}
-                      for e in plan["epochs"]]
-    return plan
+def _trained_part(plan: Plan, epochs_done: int) -> Plan:
+    """The rank-independent part of ``plan`` that decides epochs 0 .. epochs_done - 1."""
+    part = {k: v for k, v in plan.items() if k not in ("world_size", "epochs")}
+    # Signature epochs up to epochs_done - 1 follow from the values of those epochs alone.
+    part["signature_epochs"] = [e for e in plan["signature_epochs"] if e < epochs_done]
+    part["epochs"] = [{k: v for k, v in e.items() if k not in _LAYOUT_KEYS}
+                      for e in plan["epochs"][:epochs_done]]
+    return part
 
 
 def restore(models: dict[str, Any], arrays: dict[str, np.ndarray], file: Path) -> None:

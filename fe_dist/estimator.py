@@ -48,7 +48,8 @@ class Estimator:
         max_rank_batch: The largest per-rank batch that fits in one device's memory. When a
             scheduled global batch needs more per rank, each rank accumulates gradients over
             micro-batches of at most this size and allreduces once per optimizer step; the
-            update equals the one on the whole global batch.
+            update equals the one on the whole global batch. Eval batches are at most this
+            size too.
     """
 
     def __init__(self, pipeline: Pipeline, network: Network, epochs: int, seed: int = 0,
@@ -87,7 +88,12 @@ class Estimator:
         Args:
             resume: Continue after the last epoch saved in ``checkpoint_dir`` (rank 0 reads it,
                 every rank gets its state), with that epoch's schedule. Without a checkpoint
-                there, training starts at epoch 0.
+                there, training starts at epoch 0. The epochs already trained must be planned
+                as they were (same global batches, ops, models, seed and data); the number of
+                ranks and ``max_rank_batch`` may differ, and ``epochs`` may be larger (the run
+                is extended). With ``epochs`` equal to the epochs already trained, fit returns
+                the saved records at once; with fewer, it raises ConfigError (the weights are
+                past that epoch).
         """
         if resume and self.checkpoint_dir is None:
             raise ConfigError("fit(resume=True) needs Estimator(checkpoint_dir=...) to read from.")
@@ -171,7 +177,7 @@ class Estimator:
             self._log(ctx, f"no checkpoint at {file}; starting at epoch 0")
             return []
         meta, arrays = loaded
-        checkpoint.check_compatible(meta["plan"], plan, file)
+        checkpoint.check_compatible(meta["plan"], plan, meta["epoch"] + 1, file)
         checkpoint.restore(self.network.models, arrays, file)
         self._log(ctx, f"resuming after epoch {meta['epoch']} from {file}")
         return meta["records"]
@@ -224,7 +230,7 @@ class Estimator:
         if entry["evaluate"]:
             ctx.progress(f"epoch {epoch}, eval")
             eval_start = time.perf_counter()
-            ds = self.pipeline.get_eval_dataset(epoch, batch, ctx)
+            ds = self.pipeline.get_eval_dataset(epoch, batch, ctx, max_batch=entry["micro_batch"])
             step = self.network.get_eval_step(epoch, dict(ds.element_spec))
             report["eval"] = _add([step(b) for b in ds])
             report["eval_seconds"] = time.perf_counter() - eval_start

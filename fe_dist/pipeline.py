@@ -118,15 +118,19 @@ class Pipeline:
         index_var.assign(indices)
         return ds
 
-    def get_eval_dataset(self, epoch: int, global_batch: int,
-                         ctx: Context | None = None) -> tf.data.Dataset:
-        """This rank's contiguous share of the eval set, batched by its per-rank batch size."""
+    def get_eval_dataset(self, epoch: int, global_batch: int, ctx: Context | None = None,
+                         max_batch: int | None = None) -> tf.data.Dataset:
+        """This rank's contiguous share of the eval set, batched by its per-rank batch size,
+        or by ``max_batch`` when that is smaller (``Estimator(max_rank_batch=...)``: eval
+        needs no accumulation, only smaller batches to fit in memory)."""
         ctx = ctx or get_context()
         ops = self.get_ops(epoch, "eval")
-        key = (global_batch, ctx.size, ctx.rank, cache_key(ops))
+        key = (global_batch, ctx.size, ctx.rank, max_batch, cache_key(ops))
         if key not in self._eval:
             shard = sharding.eval_shard(self.num_samples("eval"), ctx.size, ctx.rank)
             local_batch = max(sharding.per_rank_batch_sizes(global_batch, ctx.size)[ctx.rank], 1)
+            if max_batch is not None:
+                local_batch = min(local_batch, max_batch)
             ds = tf.data.Dataset.from_tensor_slices(
                 {k: v[shard] for k, v in self.data["eval"].items()}).batch(local_batch)
             self._eval[key] = self._finish(ds, ops, "eval", ctx)

@@ -147,7 +147,7 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
                 ds = pipeline.get_train_dataset(epoch, batch, ctx, seed=plan["seed"],
                                                 micro_batch=micro)
             else:
-                ds = pipeline.get_eval_dataset(epoch, batch, ctx)
+                ds = pipeline.get_eval_dataset(epoch, batch, ctx, max_batch=entry["micro_batch"])
             spec = _element_spec(ds, keys, epoch, mode)
             net_ops = network.get_ops(epoch, mode)
             keys = check_keys(net_ops, spec, epoch, mode, "network")

@@ -98,7 +98,8 @@ class Context(abc.ABC):
 
         The base behaviour, for runs with a fixed set of ranks: ``commit`` does nothing. An
         elastic backend instead re-runs ``sync`` and ``train`` after ranks come or go, rolling
-        back to the state ``snapshot`` took at the last ``commit`` when a rank failed.
+        back to the state ``snapshot`` took at the last ``commit`` (or at the end of the last
+        ``sync``, when no epoch has been committed since) when a rank failed.
 
         Args:
             train: The epoch loop; calls ``commit()`` after each epoch.

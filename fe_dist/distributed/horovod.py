@@ -56,6 +56,11 @@ class HorovodContext(Context):
         ``optimizer.variables()`` and `broadcast_variables`, both Keras-2 only), and its `run`
         only recognises failed ``HorovodAllreduce`` ops, not the ``HorovodGroupedAllreduce``
         fe_dist uses; so fe_dist drives Horovod's generic `run_fn` with a state of its own.
+
+        Horovod's `run_fn` skips ``sync`` after a reset that only removed hosts (every rank
+        left holds the committed state), but fe_dist's ``sync`` also agrees on the plan, whose
+        per-rank batches and micro-batches depend on the number of ranks; so a reset always
+        ends in a full ``sync`` before training resumes.
         """
         if not self.elastic:
             super().run_elastic(train, sync, snapshot, restore)
@@ -63,6 +68,8 @@ class HorovodContext(Context):
         state = _ElasticState(self, sync, snapshot, restore)
 
         def attempt(state: _ElasticState) -> None:
+            if state.needs_sync:  # run_fn skipped it: only hosts were removed
+                state.sync()
             with _collective_failures_as_internal_errors():
                 train(state.commit)
 
@@ -95,7 +102,18 @@ class HorovodContext(Context):
 
 class _ElasticState(State):
     """fe_dist's training state for Horovod's elastic loop: host copies of every model and
-    optimizer variable and the records, taken at each commit (the end of an epoch)."""
+    optimizer variable and the records, taken after each sync and at each commit (the end of an
+    epoch).
+
+    As in Horovod's own states, ``sync`` ends with a ``save``: a rank failing before the first
+    commit (in epoch 0, or the first epoch after a resume or a reset) rolls the others back to
+    the state every rank agreed on, not to a half-trained epoch. Nothing is saved at creation:
+    the first sync (which restores a checkpoint on rank 0) must run before there is a state to
+    return to, and a failure inside it leaves the untrained variables as they are.
+
+    Attributes:
+        needs_sync: True from a reset until the next completed ``sync``.
+    """
 
     def __init__(self, ctx: HorovodContext, sync: Callable[[], None],
                  snapshot: Callable[[], Any], restore: Callable[[Any], None]) -> None:
@@ -103,6 +121,7 @@ class _ElasticState(State):
                          get_rank=hvd.rank)
         self._sync, self._snapshot, self._restore = sync, snapshot, restore
         self._saved = None
+        self.needs_sync = True
 
     def save(self) -> None:
         self._saved = self._snapshot()
@@ -114,6 +133,12 @@ class _ElasticState(State):
     def sync(self) -> None:
         with _collective_failures_as_internal_errors():
             self._sync()
+        self.needs_sync = False
+        self.save()
+
+    def reset(self) -> None:
+        # Called by Horovod after every reset, before its (possibly skipped) sync.
+        self.needs_sync = True
 
 
 @contextlib.contextmanager

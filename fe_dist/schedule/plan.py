@@ -12,6 +12,7 @@ from typing import Any
 
 from fe_dist import sharding
 from fe_dist.errors import ConfigError
+from fe_dist.schedule.lr import warmup_length
 from fe_dist.schedule.scheduler import BaseScheduler, get_signature_epochs
 
 Plan = dict[str, Any]
@@ -65,6 +66,11 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
                           "optimizers": [type(o).__name__ for o in m.fe_dist.optimizers],
                           "variables": [[list(v.shape), str(v.dtype)] for v in m.variables]}
                    for name, m in sorted(network.models.items())},
+        # The warm-up of an LRSchedule with warmup_epochs spans the steps of epochs that may lie
+        # beyond a short run; a resumed, longer run must not change the rates already used.
+        "lr_warmup_steps": {name: warmup_length(m.fe_dist.lr_schedule, [e["steps"] for e in plan_epochs])
+                            for name, m in sorted(network.models.items())
+                            if getattr(m, "lr_schedule", None) is not None},
         "signature_epochs": get_signature_epochs(
             [*pipeline.scheduled_items(), *network.scheduled_items(),
              *[m.fe_dist.optimizer_schedule for m in network.models.values()], eval_schedule],
@@ -108,18 +114,32 @@ def _check_batch(batch: Any, epoch: int, world_size: int, n_train: int) -> int:
     return batch
 
 
-def first_difference(reference: Plan, local: Plan) -> str | None:
-    """Where ``local`` departs from ``reference`` (rank 0's plan), in words; None if equal."""
-    for key in ("world_size", "seed", "data", "models", "signature_epochs"):
+def first_difference(reference: Plan, local: Plan, reference_label: str = "rank 0",
+                     local_label: str = "this rank") -> str | None:
+    """Where ``local`` departs from ``reference``, in words; None if equal.
+
+    Args:
+        reference: The plan to follow (rank 0's, or the checkpoint's).
+        local: The plan to check.
+        reference_label: Who holds ``reference`` in the message, e.g. "the checkpoint".
+        local_label: Who holds ``local`` in the message, e.g. "this program".
+    """
+    def differs(what: str, ref_value: Any, own_value: Any) -> str:
+        return (f"{what} differs: {reference_label} has {ref_value!r}, {local_label} has "
+                f"{own_value!r}")
+
+    for key in ("world_size", "seed", "data", "models", "lr_warmup_steps"):
         if reference.get(key) != local.get(key):
-            return (f"'{key}' differs: rank 0 has {reference.get(key)!r}, this rank has "
-                    f"{local.get(key)!r}")
+            return differs(f"'{key}'", reference.get(key), local.get(key))
     if len(reference["epochs"]) != len(local["epochs"]):
-        return (f"number of epochs differs: rank 0 has {len(reference['epochs'])}, this rank has "
-                f"{len(local['epochs'])}")
+        return differs("the number of epochs", len(reference["epochs"]), len(local["epochs"]))
     for ref_epoch, own_epoch in zip(reference["epochs"], local["epochs"]):
         for item, ref_value in ref_epoch.items():
             if own_epoch.get(item) != ref_value:
-                return (f"epoch {ref_epoch['epoch']}, '{item}' differs: rank 0 has {ref_value!r}, "
-                        f"this rank has {own_epoch.get(item)!r}")
+                return differs(f"epoch {ref_epoch['epoch']}, '{item}'", ref_value,
+                               own_epoch.get(item))
+    # Last: a changed epoch also moves the signature epochs, and its own message says more.
+    if reference.get("signature_epochs") != local.get("signature_epochs"):
+        return differs("'signature_epochs'", reference.get("signature_epochs"),
+                       local.get("signature_epochs"))
     return None

@@ -4,6 +4,7 @@
 --resume: fit(resume=True) from --ckpt.
 --kill-rank R: rank R SIGKILLs itself --kill-delay seconds into epoch 1.
 --stall-rank R: rank R sleeps for good after epoch 0, so the others wait in epoch 1's allreduce.
+--max-rank-batch M: Estimator(max_rank_batch=M).
 Each finishing rank writes rank<r>.json: records without timings, and the final weights.
 """
 
@@ -29,6 +30,7 @@ def main(args):
     fe.enable_deterministic(11)
     ctx = fe.distributed.get_context()
     est = make_estimator(n_train=args.n_train, checkpoint_dir=args.ckpt)
+    est.max_rank_batch = args.max_rank_batch
 
     def on_epoch_end(record):
         if record.epoch == args.stop_after:
@@ -61,4 +63,5 @@ if __name__ == "__main__":
     parser.add_argument("--kill-delay", type=float, default=0.5)
     parser.add_argument("--stall-rank", type=int, default=-1)
     parser.add_argument("--n-train", type=int, default=600)
+    parser.add_argument("--max-rank-batch", type=int, default=None)
     sys.exit(main(parser.parse_args()))
