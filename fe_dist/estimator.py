@@ -199,7 +199,9 @@ class Estimator:
         timeline = {"train_start": start - self._fit_start}
         learning_rates: dict[str, float] = {}
         # Dropout masks and random layers draw from (seed, rank, epoch): different on every rank.
-        reseed_models([m for _, m in sorted(self.network.models.items())], ctx.rank, epoch)
+        # Only trained models draw (frozen and eval-only models run in inference mode), and the
+        # others must stay untouched to the bit.
+        reseed_models([self.network.models[n] for n in entry["trained_models"]], ctx.rank, epoch)
         if entry["trained_models"]:
             micro = entry["micro_batch"] if entry["micro_batches"] > 1 else None
             ds = self.pipeline.get_train_dataset(epoch, batch, ctx, seed=self.seed,

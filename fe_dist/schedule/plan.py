@@ -68,9 +68,10 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
                    for name, m in sorted(network.models.items())},
         # The warm-up of an LRSchedule with warmup_epochs spans the steps of epochs that may lie
         # beyond a short run; a resumed, longer run must not change the rates already used.
-        "lr_warmup_steps": {name: warmup_length(m.fe_dist.lr_schedule, [e["steps"] for e in plan_epochs])
+        "lr_warmup_steps": {name: warmup_length(m.fe_dist.lr_schedule,
+                                                [e["steps"] for e in plan_epochs])
                             for name, m in sorted(network.models.items())
-                            if getattr(m, "lr_schedule", None) is not None},
+                            if m.fe_dist.lr_schedule is not None},
         "signature_epochs": get_signature_epochs(
             [*pipeline.scheduled_items(), *network.scheduled_items(),
              *[m.fe_dist.optimizer_schedule for m in network.models.values()], eval_schedule],
