@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 import tensorflow as tf
 
-from fe_dist.distributed import Context
+from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError
 from fe_dist.op.op import Op
 from fe_dist.op.tensorop.model import ModelOp
@@ -144,6 +144,7 @@ def _element_spec(ds: tf.data.Dataset, keys: set[str], epoch: int,
 
 
 def _trace(step: Any, epoch: int, mode: str, *specs: Any) -> None:
+    get_context().progress(f"epoch {epoch} ({mode}): compiling the step")  # a heartbeat each
     try:
         step.get_concrete_function(*specs)
     except ConfigError:

@@ -14,13 +14,13 @@ the wire carries float16, as with Horovod's ``Compression.fp16``.
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import tensorflow as tf
 from mpi4py import MPI
 
-from fe_dist.distributed.context import Context
+from fe_dist.distributed.context import ABORT_EXIT_CODE, Context, _write_stderr
 from fe_dist.distributed.pinning import pin
 from fe_dist.distributed.watchdog import Watchdog
 
@@ -57,6 +57,13 @@ class MPIContext(Context):
         self._start(*pin(self.local_rank, self.local_size))
         if self.size > 1:
             self.watchdog = Watchdog(self.rank, self.size)
+
+    def abort(self, message: str) -> NoReturn:
+        """Print ``message`` and end every rank with ``MPI_Abort``: a plain exit would block in
+        ``MPI_Finalize`` while the other ranks wait in a collective."""
+        _write_stderr(message)
+        self.comm.Abort(ABORT_EXIT_CODE)
+        raise SystemExit(ABORT_EXIT_CODE)  # not reached: MPI_Abort does not return
 
     def broadcast_object(self, obj: Any, name: str, root: int = 0) -> Any:
         return self.comm.bcast(obj, root=root)
