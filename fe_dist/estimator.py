@@ -37,7 +37,9 @@ class Estimator:
         seed: Seed of the per-epoch shuffle (the same on every rank).
         verbose: Print the run header and one line per epoch (rank 0 only).
         on_epoch_end: Called on every rank with each epoch's record, after the epoch (and after
-            its checkpoint); a Scheduler of callables (or None) picks one per epoch.
+            its checkpoint); a Scheduler of callables (or None) picks one per epoch. If it
+            raises on any rank, every rank raises. It runs under the stall watchdog: every rank
+            waits for the slowest callback, so keep it shorter than FE_DIST_STALL_TIMEOUT.
         checkpoint_dir: Where rank 0 saves a checkpoint after every epoch (models, optimizers,
             epoch, plan, records); ``fit(resume=True)`` continues from it.
         evaluate: Whether to evaluate: a bool, or a Scheduler of bools (e.g. every 5th epoch
