@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import os
 import time
+import traceback
 from typing import Any, Callable, TypeVar
 
 import numpy as np
@@ -14,7 +15,7 @@ import tensorflow as tf
 from fe_dist import checkpoint, history, sharding
 from fe_dist.build import optimizer_at, state_variables
 from fe_dist.determinism import reseed_models
-from fe_dist.distributed import Context, get_context
+from fe_dist.distributed import Context, get_context, raised_on_every_rank
 from fe_dist.errors import ConfigError, DistributedError
 from fe_dist.network import Network
 from fe_dist.pipeline import Pipeline
@@ -37,7 +38,9 @@ class Estimator:
         seed: Seed of the per-epoch shuffle (the same on every rank).
         verbose: Print the run header and one line per epoch (rank 0 only).
         on_epoch_end: Called on every rank with each epoch's record, after the epoch (and after
-            its checkpoint); a Scheduler of callables (or None) picks one per epoch.
+            its checkpoint); a Scheduler of callables (or None) picks one per epoch. If it
+            raises on any rank, every rank raises. It runs under the stall watchdog: every rank
+            waits for the slowest callback, so keep it shorter than FE_DIST_STALL_TIMEOUT.
         checkpoint_dir: Where rank 0 saves a checkpoint after every epoch (models, optimizers,
             epoch, plan, records); ``fit(resume=True)`` continues from it.
         evaluate: Whether to evaluate: a bool, or a Scheduler of bools (e.g. every 5th epoch
@@ -101,6 +104,14 @@ class Estimator:
         ctx.watch(True)
         try:
             return self._fit(ctx, resume)
+        except Exception as err:
+            # An error on this rank alone (e.g. in a train step) leaves the other ranks waiting
+            # in a collective: end the job now. Errors every rank raised together (ctx.agree:
+            # checks, checkpoint writes, on_epoch_end) propagate as themselves.
+            if ctx.size > 1 and not raised_on_every_rank(err):
+                ctx.abort(f"fe_dist: rank {ctx.rank} failed: {traceback.format_exc()}"
+                          f"fe_dist: ending the job (all {ctx.size} ranks).")
+            raise
         finally:
             ctx.watch(False)
 
@@ -234,7 +245,11 @@ class Estimator:
             eval_start = time.perf_counter()
             ds = self.pipeline.get_eval_dataset(epoch, batch, ctx, max_batch=entry["micro_batch"])
             step = self.network.get_eval_step(epoch, dict(ds.element_spec))
-            report["eval"] = _add([step(b) for b in ds])
+            eval_outputs = []
+            for b in ds:  # a heartbeat per batch: an eval may outlast the stall timeout
+                ctx.progress(f"epoch {epoch}, eval batch {len(eval_outputs)}")
+                eval_outputs.append(step(b))
+            report["eval"] = _add(eval_outputs)
             report["eval_seconds"] = time.perf_counter() - eval_start
         timeline["eval_end"] = time.perf_counter() - self._fit_start
         report["timeline"] = timeline
@@ -244,12 +259,22 @@ class Estimator:
             self._progress.clear()
         self._log(ctx, record.log_line())
         # Rank 0 writes; a failure there (a full disk, say) raises on every rank, not a hang.
-        _together(ctx, "epoch outputs", lambda: self._write_outputs(
-            epoch, [*previous, record]) if ctx.is_chief else None)
+        # Unwatched: a large checkpoint may take longer than the stall timeout, and the ranks
+        # waiting for rank 0 get no heartbeat from it.
+        with ctx.unwatched(f"epoch {epoch}, rank 0's checkpoint and history writes"):
+            _together(ctx, "epoch outputs", lambda: self._write_outputs(
+                epoch, [*previous, record]) if ctx.is_chief else None)
         callback = resolve(self.on_epoch_end, epoch)
         if callback is not None:
             ctx.progress(f"epoch {epoch}, the user's on_epoch_end callback")
-            callback(record)
+
+            def run_callback() -> None:
+                callback(record)
+                ctx.progress(f"epoch {epoch}, waiting for the other ranks' on_epoch_end")
+
+            # Agreed: a callback failing on one rank raises on every rank (none is left waiting
+            # in the next collective); one failing on every rank raises as itself everywhere.
+            _together(ctx, "on_epoch_end", run_callback)
         return record
 
     def _average_model_state(self, entry: dict[str, Any], ctx: Context) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from fe_dist import sharding
-from fe_dist.distributed import Context
+from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError
 from fe_dist.op.op import Op
 from fe_dist.op.tensorop.loss import LossOp
@@ -173,6 +173,7 @@ def _element_spec(ds: tf.data.Dataset, keys: set[str], epoch: int,
 
 
 def _trace(compile_step: Callable[[], Any], epoch: int, mode: str) -> None:
+    get_context().progress(f"epoch {epoch} ({mode}): compiling the step")  # a heartbeat each
     try:
         compile_step()
     except ConfigError as err:  # raised while tracing (tf.function may prefix its call stack)
@@ -182,8 +183,9 @@ def _trace(compile_step: Callable[[], Any], epoch: int, mode: str) -> None:
         raise ConfigError(f"Epoch {epoch} ({mode}): {message}") from err
     except Exception as err:  # TensorFlow's own shape or dtype errors, reworded with the epoch
         raise ConfigError(f"Epoch {epoch} ({mode}): the network ops scheduled then do not fit "
-                          f"together: {type(err).__name__}: {key_message(err).rstrip('.')}. Check the shapes "
-                          "the pipeline produces against each model and loss.") from err
+                          f"together: {type(err).__name__}: {key_message(err).rstrip('.')}. "
+                          "Check the shapes the pipeline produces against each model and "
+                          "loss.") from err
 
 
 def key_message(err: BaseException) -> str:

@@ -43,3 +43,19 @@ def test_auto_backend(monkeypatch, env, comm, expected):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert distributed._auto_backend(comm) == expected
+
+
+def test_unwatched_disarms_the_watchdog_and_rearms_it():
+    from fe_dist.distributed.local import LocalContext
+    from fe_dist.distributed.watchdog import Watchdog
+
+    ctx = LocalContext()
+    ctx.watchdog = Watchdog(rank=0, size=2, timeout=3600)  # as on a multi-rank run
+    ctx.watch(True)
+    with ctx.unwatched("rank 0's checkpoint"):  # e.g. other ranks wait while rank 0 writes
+        assert not ctx.watchdog.armed
+    assert ctx.watchdog.armed
+    ctx.watch(False)
+    with ctx.unwatched("outside fit"):
+        pass
+    assert not ctx.watchdog.armed  # stays as it was

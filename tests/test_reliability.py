@@ -75,7 +75,9 @@ def test_stall_ends_the_job_with_a_message(tmp_path_factory, launcher):
     assert elapsed < 60, elapsed
     output = proc.stdout + proc.stderr
     assert "fe_dist: stall: rank 0 of 2 made no progress" in output
-    assert "epoch 1, train step 0 (gradient allreduce)" in output
+    # Rank 0 waits where every rank reports how its on_epoch_end went.
+    assert "rank 0 of 2 made no progress" in output
+    assert "epoch 0, waiting for the other ranks' on_epoch_end" in output
     assert "rank 1 of 2 made no progress" in output and "on_epoch_end callback" in output
 
 

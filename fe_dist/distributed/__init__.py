@@ -21,7 +21,8 @@ import importlib.util
 import os
 from typing import Any
 
-from fe_dist.distributed.context import ALLREDUCE_MODES, COMPRESSIONS, Context
+from fe_dist.distributed.context import (ALLREDUCE_MODES, COMPRESSIONS, Context,
+                                         raised_on_every_rank)
 from fe_dist.errors import ConfigError
 
 # Set by horovodrun (Gloo and MPI), by Open MPI's mpirun, and by MPICH/PMIx launchers.
@@ -101,4 +102,4 @@ def get_context() -> Context:
 
 
 __all__ = ["ALLREDUCE_MODES", "COMPRESSIONS", "Context", "get_context", "init",
-           "launched_distributed"]
+           "launched_distributed", "raised_on_every_rank"]

@@ -7,7 +7,10 @@ Nothing outside `fe_dist/distributed/` imports horovod; everything else talks to
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Sequence
+import contextlib
+import os
+import sys
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -18,6 +21,15 @@ from fe_dist.errors import ConfigError, DistributedError
 
 COMPRESSIONS = (None, "fp16")
 ALLREDUCE_MODES = ("grouped", "per_tensor")
+ABORT_EXIT_CODE = 1
+# Set on an exception that `Context.agree` raised on every rank together.
+_RAISED_ON_EVERY_RANK = "_fe_dist_raised_on_every_rank"
+
+
+def raised_on_every_rank(error: BaseException) -> bool:
+    """True if ``error`` came from `Context.agree`: every rank raised at the same point, so it
+    can propagate as a normal exception (a user may catch it) without leaving a rank waiting."""
+    return getattr(error, _RAISED_ON_EVERY_RANK, False)
 
 
 class Context(abc.ABC):
@@ -91,6 +103,31 @@ class Context(abc.ABC):
         """Arm the stall watchdog while training, disarm it outside."""
         if self.watchdog is not None:
             self.watchdog.arm(armed)
+
+    @contextlib.contextmanager
+    def unwatched(self, where: str) -> Iterator[None]:
+        """Disarm the stall watchdog for a phase that may rightly outlast the stall timeout and
+        that no heartbeat can cover on every rank (e.g. the other ranks wait while rank 0 writes
+        a checkpoint); re-arm it after, with a fresh deadline, if it was armed."""
+        self.progress(where)
+        armed = self.watchdog is not None and self.watchdog.armed
+        self.watch(False)
+        try:
+            yield
+        finally:
+            if armed:
+                self.watch(True)
+
+    def abort(self, message: str) -> NoReturn:
+        """End the whole job now, after printing ``message`` (e.g. a traceback) to stderr.
+
+        For a failure on one rank that the others cannot learn of (they wait in a collective):
+        this process exits at once, without Python's shutdown (which may wait on collectives),
+        and the launcher (horovodrun, mpirun) then ends the other ranks. Backends with a way to
+        end every rank themselves override this.
+        """
+        _write_stderr(message)
+        os._exit(ABORT_EXIT_CODE)
 
     def run_elastic(self, train: Callable[[Callable[[], None]], None], sync: Callable[[], None],
                     snapshot: Callable[[], Any], restore: Callable[[Any], None]) -> None:
@@ -204,12 +241,21 @@ class Context(abc.ABC):
         report = None if error is None else (type(error).__name__, str(error))
         reports = self.allgather_object(report, name=f"fe.agree.{what}")
         if error is not None:
+            setattr(error, _RAISED_ON_EVERY_RANK, True)
             raise error
         failed = [(r, rep) for r, rep in enumerate(reports) if rep is not None]
         if failed:
             rank, (kind, message) = failed[0]
             cls = ConfigError if kind == ConfigError.__name__ else DistributedError
-            raise cls(f"[rank {rank} failed the {what} check] {message}")
+            collective = cls(f"[rank {rank} failed the {what} check] {message}")
+            setattr(collective, _RAISED_ON_EVERY_RANK, True)
+            raise collective
+
+
+def _write_stderr(message: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(message if message.endswith("\n") else message + "\n")
+    sys.stderr.flush()
 
 
 def _nbytes(tensor: tf.Tensor) -> int:

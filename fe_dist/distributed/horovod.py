@@ -76,8 +76,11 @@ class HorovodContext(Context):
         run_fn(attempt, self._reset)(state)
 
     def _reset(self) -> None:
-        hvd.shutdown()
-        hvd.init()
+        # Unwatched: the rendezvous waits for hosts under Horovod's own elastic timeout
+        # (HOROVOD_ELASTIC_TIMEOUT, 600 s by default), longer than a stall.
+        with self.unwatched("the elastic rendezvous (Horovod re-initialising)"):
+            hvd.shutdown()
+            hvd.init()
         self.rank, self.size = hvd.rank(), hvd.size()
         self.local_rank, self.local_size = hvd.local_rank(), hvd.local_size()
         if self.watchdog is not None:
@@ -119,11 +122,13 @@ class _ElasticState(State):
                  snapshot: Callable[[], Any], restore: Callable[[Any], None]) -> None:
         super().__init__(bcast_object=lambda obj: ctx.broadcast_object(obj, "fe.elastic.hosts"),
                          get_rank=hvd.rank)
+        self._ctx = ctx
         self._sync, self._snapshot, self._restore = sync, snapshot, restore
         self._saved = None
         self.needs_sync = True
 
     def save(self) -> None:
+        self._ctx.progress("the elastic commit (a host copy of the training state)")
         self._saved = self._snapshot()
 
     def restore(self) -> None:
@@ -131,6 +136,7 @@ class _ElasticState(State):
             self._restore(self._saved)
 
     def sync(self) -> None:
+        self._ctx.progress("the elastic sync to rank 0's state")
         with _collective_failures_as_internal_errors():
             self._sync()
         self.needs_sync = False

@@ -52,6 +52,11 @@ class Watchdog:
         """Record that this rank is alive and about to do ``where``."""
         self._where, self._last = where, time.monotonic()
 
+    @property
+    def armed(self) -> bool:
+        """Whether the watchdog is watching now."""
+        return self._armed
+
     def arm(self, armed: bool) -> None:
         """Watch (True) or stop watching (False), e.g. outside ``fit``."""
         with self._lock:

@@ -3,7 +3,8 @@
 Epoch 0 trains model "a" at global batch 32, epoch 1 model "b" at 33 (odd: per-rank batches
 differ), epoch 2 model "a" at 33. Each rank writes rank<r>.json to --out with: the summary, a
 weight checksum per model after every epoch, the final weights, the trainable variable counts,
-and the sample ids its training dataset yields in every step of every epoch.
+and the sample ids its training dataset yields in every step of every epoch; under the MPI
+backend also the log of every MPI_Allreduce it ran. --compression fp16 sends float16 gradients.
 """
 
 import argparse
@@ -60,11 +61,12 @@ def make_estimator(n_train=600, checkpoint_dir=None):
                         checkpoint_dir=checkpoint_dir)
 
 
-def main(out_dir, comm=None, max_rank_batch=None, allreduce="grouped"):
+def main(out_dir, comm=None, max_rank_batch=None, allreduce="grouped", compression=None):
     ctx = fe.distributed.init(comm=comm)
     est = make_estimator()
     est.max_rank_batch = max_rank_batch
     est.network.allreduce = allreduce
+    est.network.gradient_compression = compression
     models = est.network.models
     coverage = []
     for epoch, batch in BATCHES.items():
@@ -78,6 +80,8 @@ def main(out_dir, comm=None, max_rank_batch=None, allreduce="grouped"):
         "summary": summary.to_dict(), "checksums": checksums, "coverage": coverage,
         "trainable": {n: len(m.trainable_variables) for n, m in models.items()},
         "weights": {n: [w.tolist() for w in m.get_weights()] for n, m in models.items()},
+        # The MPI backend's record of each MPI_Allreduce it ran: (dtype, elements, bytes).
+        "allreduce_log": [list(c) for c in getattr(ctx, "allreduce_log", [])],
     }
     with open(os.path.join(out_dir, f"rank{ctx.rank}.json"), "w") as f:
         json.dump(report, f)
@@ -88,6 +92,8 @@ if __name__ == "__main__":
     parser.add_argument("--out", required=True)
     parser.add_argument("--max-rank-batch", type=int, default=None)
     parser.add_argument("--allreduce", default="grouped")
+    parser.add_argument("--compression", default=None)
     args = parser.parse_args()
-    main(args.out, max_rank_batch=args.max_rank_batch, allreduce=args.allreduce)
+    main(args.out, max_rank_batch=args.max_rank_batch, allreduce=args.allreduce,
+         compression=args.compression)
     sys.exit(0)
