@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import workloads  # noqa: E402
 
 import fe_dist as fe  # noqa: E402
+from fe_dist.distributed import COMPRESSIONS, GradientReducer, TrafficCounters  # noqa: E402
 from fe_dist.op.tensorop import Resize, Scale  # noqa: E402
 from fe_dist.op.tensorop.loss import SparseCategoricalCrossentropy  # noqa: E402
 from fe_dist.op.tensorop.model import ModelOp  # noqa: E402
@@ -57,11 +58,11 @@ def build_estimator(name: str, tiny: bool, compression: str | None = None,
 def time_allreduce(ctx, model, reps: int) -> float:
     """Seconds per grouped allreduce of ``model``'s gradients (zeros of the same shapes)."""
     grads = [tf.zeros_like(v) for v in model.trainable_variables]
+    reducer = GradientReducer(COMPRESSIONS[None], "grouped", TrafficCounters())
 
     @tf.function
     def reduce_once():
-        return ctx.allreduce_gradients(grads, model.trainable_variables,
-                                       name=f"fe.bench.{model.model_name}")
+        return reducer(ctx, grads, name=f"fe.bench.{model.model_name}")
 
     for _ in range(3):
         reduce_once()

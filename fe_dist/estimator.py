@@ -205,7 +205,7 @@ class Estimator:
                    previous: list[EpochRecord]) -> EpochRecord:
         epoch, batch = entry["epoch"], entry["global_batch"]
         report: dict[str, Any] = {"steps": 0, "train": {}, "eval": {}}
-        tensors_before, bytes_before = ctx.communication_counters()
+        tensors_before, bytes_before = self.network.traffic.read()
         start = time.perf_counter()
         timeline = {"train_start": start - self._fit_start}
         learning_rates: dict[str, float] = {}
@@ -238,7 +238,7 @@ class Estimator:
         self._average_model_state(entry, ctx)
         report["train_seconds"] = time.perf_counter() - start
         timeline["train_end"] = time.perf_counter() - self._fit_start
-        tensors_after, bytes_after = ctx.communication_counters()
+        tensors_after, bytes_after = self.network.traffic.read()
         report["reduced"] = (tensors_after - tensors_before, bytes_after - bytes_before)
         if entry["evaluate"]:
             ctx.progress(f"epoch {epoch}, eval")

@@ -9,7 +9,8 @@ import keras
 import tensorflow as tf
 
 from fe_dist.build import optimizer_at
-from fe_dist.distributed import ALLREDUCE_MODES, COMPRESSIONS, Context, get_context
+from fe_dist.distributed import (ALLREDUCE_MODES, COMPRESSIONS, Context, GradientReducer,
+                                 TrafficCounters, get_context)
 from fe_dist.errors import ConfigError
 from fe_dist.op.op import Op, cache_key, check_ops, run_ops
 from fe_dist.op.tensorop.loss import LossOp
@@ -37,8 +38,8 @@ class Network:
                  gradient_compression: str | None = None, allreduce: str = "grouped") -> None:
         get_context()
         if gradient_compression not in COMPRESSIONS:
-            raise ConfigError(f"Network: gradient_compression must be one of {COMPRESSIONS}, got "
-                              f"{gradient_compression!r}.")
+            raise ConfigError(f"Network: gradient_compression must be one of "
+                              f"{list(COMPRESSIONS)}, got {gradient_compression!r}.")
         if allreduce not in ALLREDUCE_MODES:
             raise ConfigError(f"Network: allreduce must be one of {ALLREDUCE_MODES}, got "
                               f"{allreduce!r}.")
@@ -61,6 +62,7 @@ class Network:
         self._accumulated: dict[str, list[tf.Variable]] = {}
         self._grad_masks: dict[tuple, tuple] = {}  # which gradients an accumulate step makes
         self.trace_counts: Counter[tuple] = Counter()
+        self.traffic = TrafficCounters()  # gradient tensors and bytes handed to collectives
 
     def get_ops(self, epoch: int, mode: str) -> list[Op]:
         """Ops active at ``epoch`` in ``mode``."""
@@ -136,10 +138,9 @@ class Network:
                      if g is not None]
             if not pairs:
                 continue
-            reduced = ctx.allreduce_gradients([g for g, _ in pairs], [v for _, v in pairs],
-                                              compression=self.gradient_compression,
-                                              name=f"fe.grad.{model.model_name}",
-                                              mode=self.allreduce)
+            reducer = GradientReducer(COMPRESSIONS[self.gradient_compression], self.allreduce,
+                                      self.traffic)
+            reduced = reducer(ctx, [g for g, _ in pairs], f"fe.grad.{model.model_name}")
             opt.apply_gradients(zip(reduced, [v for _, v in pairs]))
 
     def _train_fn(self, key: tuple, ops: list[Op], models: list[keras.Model],

@@ -11,16 +11,21 @@ from fe_dist.errors import ConfigError
 
 
 @pytest.mark.parametrize("mode,names", [("grouped", ["g"]), ("per_tensor", ["g.0", "g.1"])])
-def test_allreduce_modes_issue_one_collective_per_group_or_per_tensor(monkeypatch, mode, names):
+@pytest.mark.parametrize("compression", [None, "fp16"])
+def test_allreduce_modes_issue_one_collective_per_group_or_per_tensor(monkeypatch, mode, names,
+                                                                      compression):
     ctx = fe.distributed.get_context()
     calls = []
-    reduce = ctx._allreduce_sum
-    monkeypatch.setattr(ctx, "_allreduce_sum",
-                        lambda tensors, name: calls.append(name) or reduce(tensors, name))
-    variables = [tf.Variable(tf.ones([3])), tf.Variable(tf.ones([2, 2]))]
-    out = ctx.allreduce_gradients([tf.fill([3], 2.0), None], variables, name="g", mode=mode)
-    assert calls == names
-    assert out[0].numpy().tolist() == [2.0] * 3 and out[1].numpy().sum() == 0.0  # None -> zeros
+    monkeypatch.setattr(ctx, "allreduce_sum", lambda tensors, name: calls.append(
+        (name, [t.dtype.name for t in tensors])) or list(tensors))
+    counters = distributed.TrafficCounters()
+    reducer = distributed.GradientReducer(distributed.COMPRESSIONS[compression], mode, counters)
+    out = reducer(ctx, [tf.fill([3], 2.0), tf.ones([2, 2])], name="g")
+    sent = "float16" if compression else "float32"
+    assert [name for name, _ in calls] == names
+    assert {d for _, dtypes in calls for d in dtypes} == {sent}
+    assert out[0].numpy().tolist() == [2.0] * 3 and out[1].dtype == tf.float32
+    assert counters.read() == (2, 7 * (2 if compression else 4))
 
 
 def test_unknown_allreduce_mode_names_the_choices():

@@ -21,7 +21,9 @@ import importlib.util
 import os
 from typing import Any
 
-from fe_dist.distributed.context import (ALLREDUCE_MODES, COMPRESSIONS, Context,
+from fe_dist.distributed.gradients import (ALLREDUCE_MODES, COMPRESSIONS, GradientReducer,
+                                          TrafficCounters)
+from fe_dist.distributed.context import (Context,
                                          raised_on_every_rank)
 from fe_dist.errors import ConfigError
 
@@ -101,5 +103,5 @@ def get_context() -> Context:
     return _context if _context is not None else init()
 
 
-__all__ = ["ALLREDUCE_MODES", "COMPRESSIONS", "Context", "get_context", "init",
+__all__ = ["ALLREDUCE_MODES", "COMPRESSIONS", "Context", "GradientReducer", "TrafficCounters", "get_context", "init",
            "launched_distributed", "raised_on_every_rank"]

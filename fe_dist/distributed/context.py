@@ -1,7 +1,11 @@
 """`Context`: what the rest of fe_dist knows about the ranks of a run.
 
-Two implementations: `LocalContext` (one process) and `HorovodContext` (Horovod's collectives).
-Nothing outside `fe_dist/distributed/` imports horovod; everything else talks to this interface.
+Three implementations: `LocalContext` (one process), `HorovodContext` (Horovod's collectives)
+and `MPIContext` (mpi4py). Each backend implements only the few collectives marked abstract
+below (and, where it has them, abort and elastic behaviour); the operations built on them
+(broadcasting variables, differentiable sums, averaging, agreeing on errors) are shared. How
+gradients are compressed and grouped is a policy above this, in `gradients.py`. Nothing outside
+`fe_dist/distributed/` imports horovod; everything else talks to this interface.
 """
 
 from __future__ import annotations
@@ -12,15 +16,12 @@ import os
 import sys
 from typing import Any, Callable, Iterator, NoReturn, Sequence
 
-import numpy as np
 import tensorflow as tf
 
 from fe_dist.distributed.watchdog import Watchdog
 from fe_dist.errors import ConfigError, DistributedError
 
 
-COMPRESSIONS = (None, "fp16")
-ALLREDUCE_MODES = ("grouped", "per_tensor")
 ABORT_EXIT_CODE = 1
 # Set on an exception that `Context.agree` raised on every rank together.
 _RAISED_ON_EVERY_RANK = "_fe_dist_raised_on_every_rank"
@@ -53,18 +54,11 @@ class Context(abc.ABC):
         self.local_size = local_size
         self.threads = 0
         self.device = "CPU"
-        self._reduced_tensors: tf.Variable | None = None
-        self._reduced_bytes: tf.Variable | None = None
         self.watchdog: Watchdog | None = None
 
     def _start(self, threads: int, device: str) -> None:
-        """Record the pinning and create the communication counters; subclasses call this
-        right after pinning, as the counters start TensorFlow's runtime."""
+        """Record the pinning; subclasses call this right after pinning."""
         self.threads, self.device = threads, device
-        # Variables updated in the graph count every executed allreduce, not just traced ones;
-        # made here, not in a step, so a step's first trace creates no variable (no retrace).
-        self._reduced_tensors = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self._reduced_bytes = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     @property
     def is_chief(self) -> bool:
@@ -147,48 +141,10 @@ class Context(abc.ABC):
         sync()
         train(lambda: None)
 
-    def allreduce_gradients(self, grads: Sequence[tf.Tensor | None],
-                            variables: Sequence[tf.Variable], name: str,
-                            compression: str | None = None,
-                            mode: str = "grouped") -> list[tf.Tensor]:
-        """Sum gradients over ranks.
-
-        None gradients (a variable the loss does not reach) become zeros first: Horovod skips
-        None, and a None on one rank but not another would desynchronise the ranks.
-
-        Args:
-            grads: One gradient per variable.
-            variables: The variables, for shapes and dtypes of the zeros.
-            name: Collective name; must be the same on every rank and unique per model (ranks
-                match collectives by name, not by order).
-            compression: "fp16" sums float16 copies of float32 gradients (half the bytes, as
-                Horovod's ``Compression.fp16``); None sums them as they are. Applied on one rank
-                too, so a run gives the same numbers on any number of ranks.
-            mode: "grouped": one collective for all of ``grads``, which starts when the last
-                gradient is ready. "per_tensor": one collective per gradient (named
-                ``name.i``), each free to start as soon as the backward pass produces its
-                input, so communication overlaps the rest of the backward pass where the
-                backend's collectives are asynchronous (Horovod; its cycle fuses those ready
-                together).
-        """
-        dense = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-                 for g, v in zip(grads, variables)]
-        if not dense:
-            return []
-        dtypes = [t.dtype for t in dense]
-        if compression == "fp16":
-            dense = [tf.cast(t, tf.float16) if t.dtype == tf.float32 else t for t in dense]
-        self._reduced_tensors.assign_add(len(dense))
-        self._reduced_bytes.assign_add(sum(_nbytes(t) for t in dense))
-        if mode == "per_tensor":
-            summed = [self._allreduce_sum([t], f"{name}.{i}")[0] for i, t in enumerate(dense)]
-        else:
-            summed = self._allreduce_sum(dense, name)
-        return [tf.cast(t, d) if t.dtype != d else t for t, d in zip(summed, dtypes)]
-
-    def communication_counters(self) -> tuple[int, int]:
-        """(gradient tensors, gradient bytes) allreduced so far by `allreduce_gradients`."""
-        return int(self._reduced_tensors.numpy()), int(self._reduced_bytes.numpy())
+    def allreduce_sum(self, tensors: list[tf.Tensor], name: str) -> list[tf.Tensor]:
+        """Element-wise sums over ranks of ``tensors`` (one collective); callable inside
+        ``tf.function``. ``name`` must be the same on every rank and unique within a step."""
+        return self._allreduce_sum(tensors, name) if self.size > 1 else list(tensors)
 
     def broadcast_variables(self, variables: Sequence[Any], names: Sequence[str],
                             root: int = 0) -> None:
@@ -256,7 +212,3 @@ def _write_stderr(message: str) -> None:
     sys.stdout.flush()
     sys.stderr.write(message if message.endswith("\n") else message + "\n")
     sys.stderr.flush()
-
-
-def _nbytes(tensor: tf.Tensor) -> int:
-    return int(np.prod(tensor.shape.as_list())) * tensor.dtype.size
