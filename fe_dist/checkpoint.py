@@ -38,7 +38,7 @@ def save(directory: str | os.PathLike, models: dict[str, Any], epoch: int, plan:
     for name, model in sorted(models.items()):
         for i, var in enumerate(state_variables(model)):
             arrays[f"{name}/{i}"] = np.asarray(var)
-    meta = {"format": FORMAT, "epoch": epoch, "plan": plan, "records": records}
+    meta = {"format": FORMAT, "epoch": epoch, "plan": plan.to_dict(), "records": records}
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     final = path(directory)
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
@@ -75,7 +75,7 @@ def load(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.nda
 _LAYOUT_KEYS = ("per_rank_batch", "micro_batch", "micro_batches")
 
 
-def check_compatible(saved: Plan, current: Plan, epochs_done: int, file: Path) -> None:
+def check_compatible(saved: dict[str, Any], current: Plan, epochs_done: int, file: Path) -> None:
     """Raise unless ``current`` runs the ``epochs_done`` epochs the checkpoint has trained
     exactly as ``saved`` planned them.
 
@@ -85,7 +85,7 @@ def check_compatible(saved: Plan, current: Plan, epochs_done: int, file: Path) -
     a run may be extended (``epochs=10`` after ``epochs=5``) or its later schedule changed.
 
     Args:
-        saved: The plan stored in the checkpoint.
+        saved: The plan stored in the checkpoint (`Plan.to_dict`).
         current: The plan of the program resuming.
         epochs_done: Epochs the checkpoint has trained (its last epoch + 1).
         file: The checkpoint file, for messages.
@@ -94,6 +94,7 @@ def check_compatible(saved: Plan, current: Plan, epochs_done: int, file: Path) -
         ConfigError: ``current`` has fewer epochs than ``epochs_done``, or plans one of them
             differently; the message names the epoch and item.
     """
+    current = current.to_dict()
     planned = len(current["epochs"])
     if planned < epochs_done:
         raise ConfigError(f"Checkpoint {file} has already trained {epochs_done} epochs, but "
@@ -110,7 +111,7 @@ def check_compatible(saved: Plan, current: Plan, epochs_done: int, file: Path) -
                           f"{epochs_done - 1}, or use another checkpoint_dir.")
 
 
-def _trained_part(plan: Plan, epochs_done: int) -> Plan:
+def _trained_part(plan: dict[str, Any], epochs_done: int) -> dict[str, Any]:
     """The rank-independent part of ``plan`` that decides epochs 0 .. epochs_done - 1."""
     part = {k: v for k, v in plan.items() if k not in ("world_size", "epochs")}
     # Signature epochs up to epochs_done - 1 follow from the values of those epochs alone.

@@ -21,8 +21,8 @@ from fe_dist.network import Network
 from fe_dist.pipeline import Pipeline
 from fe_dist.preflight import run_preflight
 from fe_dist.progress import Progress
-from fe_dist.schedule import (BaseScheduler, Plan, build_plan, first_difference, resolve,
-                              warmup_length)
+from fe_dist.schedule import (BaseScheduler, EpochPlan, Plan, build_plan, first_difference,
+                              resolve, warmup_length)
 from fe_dist.summary import EpochRecord, Summary, schedule_table
 
 T = TypeVar("T")
@@ -128,7 +128,7 @@ class Estimator:
             self._log(ctx, f"fe_dist: {ctx.size} rank(s), backend {ctx.backend}"
                            f"{'/' + ctx.controller if hasattr(ctx, 'controller') else ''}, "
                            f"{ctx.device}, {ctx.threads} thread(s) per rank; schedule changes at "
-                           f"epochs {plan['signature_epochs']}")
+                           f"epochs {plan.signature_epochs}")
             self._log(ctx, schedule_table(plan))
             ctx.progress("the checks and compilation of each schedule phase")
             _together(ctx, "preflight",
@@ -147,7 +147,7 @@ class Estimator:
 
         def train(commit: Callable[[], None]) -> None:
             while len(records) < self.epochs:
-                records.append(self._run_epoch(self.plan["epochs"][len(records)], ctx, records))
+                records.append(self._run_epoch(self.plan.epochs[len(records)], ctx, records))
                 commit()  # elastic runs roll back to here when a rank fails
 
         def snapshot() -> tuple[list[list[np.ndarray]], list[EpochRecord]]:
@@ -163,7 +163,7 @@ class Estimator:
 
         ctx.run_elastic(train, sync=sync, snapshot=snapshot, restore=restore)
         return Summary(records=records, backend=ctx.backend, world_size=ctx.size,
-                       signature_epochs=self.plan["signature_epochs"],
+                       signature_epochs=self.plan.signature_epochs,
                        total_seconds=time.perf_counter() - start,
                        trace_count=sum(self.network.trace_counts.values()))
 
@@ -201,9 +201,9 @@ class Estimator:
             ctx.broadcast_variables(variables, [f"fe.init.{name}.{i}"
                                                 for i in range(len(variables))])
 
-    def _run_epoch(self, entry: dict[str, Any], ctx: Context,
+    def _run_epoch(self, entry: EpochPlan, ctx: Context,
                    previous: list[EpochRecord]) -> EpochRecord:
-        epoch, batch = entry["epoch"], entry["global_batch"]
+        epoch, batch = entry.epoch, entry.global_batch
         report: dict[str, Any] = {"steps": 0, "train": {}, "eval": {}}
         tensors_before, bytes_before = self.network.traffic.read()
         start = time.perf_counter()
@@ -212,9 +212,9 @@ class Estimator:
         # Dropout masks and random layers draw from (seed, rank, epoch): different on every rank.
         # Only trained models draw (frozen and eval-only models run in inference mode), and the
         # others must stay untouched to the bit.
-        reseed_models([self.network.models[n] for n in entry["trained_models"]], ctx.rank, epoch)
-        if entry["trained_models"]:
-            micro = entry["micro_batch"] if entry["micro_batches"] > 1 else None
+        reseed_models([self.network.models[n] for n in entry.trained_models], ctx.rank, epoch)
+        if entry.trained_models:
+            micro = entry.micro_batch if entry.micro_batches > 1 else None
             ds = self.pipeline.get_train_dataset(epoch, batch, ctx, seed=self.seed,
                                                  micro_batch=micro)
             global_batch = tf.constant(batch, tf.float32)
@@ -231,7 +231,7 @@ class Estimator:
                     tf.nest.map_structure(lambda t: t.numpy(), outputs[0])
                     timeline["first_step_end"] = time.perf_counter() - self._fit_start
                 if ctx.is_chief and self.verbose:
-                    self._progress.update(epoch, step.steps, entry["steps"])
+                    self._progress.update(epoch, step.steps, entry.steps)
             report["steps"] = step.steps
             report["train"] = _add(outputs)
         report["learning_rates"] = learning_rates
@@ -240,10 +240,10 @@ class Estimator:
         timeline["train_end"] = time.perf_counter() - self._fit_start
         tensors_after, bytes_after = self.network.traffic.read()
         report["reduced"] = (tensors_after - tensors_before, bytes_after - bytes_before)
-        if entry["evaluate"]:
+        if entry.evaluate:
             ctx.progress(f"epoch {epoch}, eval")
             eval_start = time.perf_counter()
-            ds = self.pipeline.get_eval_dataset(epoch, batch, ctx, max_batch=entry["micro_batch"])
+            ds = self.pipeline.get_eval_dataset(epoch, batch, ctx, max_batch=entry.micro_batch)
             step = self.network.get_eval_step(epoch, dict(ds.element_spec))
             eval_outputs = []
             for b in ds:  # a heartbeat per batch: an eval may outlast the stall timeout
@@ -277,7 +277,7 @@ class Estimator:
             _together(ctx, "on_epoch_end", run_callback)
         return record
 
-    def _average_model_state(self, entry: dict[str, Any], ctx: Context) -> None:
+    def _average_model_state(self, entry: EpochPlan, ctx: Context) -> None:
         """Average each trained model's non-trainable float state (BatchNorm moving statistics)
         over ranks, so every rank holds the same model for eval and the checkpoint. Each rank's
         statistics follow its own shard; their mean estimates the global batch's as the
@@ -285,17 +285,17 @@ class Estimator:
         `fe_dist.layers.SyncBatchNormalization` for that)."""
         if ctx.size == 1:
             return
-        ctx.progress(f"epoch {entry['epoch']}, the averaging of model state over ranks")
-        for name in entry["trained_models"]:
+        ctx.progress(f"epoch {entry.epoch}, the averaging of model state over ranks")
+        for name in entry.trained_models:
             floats = [v for v in self.network.models[name].non_trainable_variables
                       if tf.as_dtype(v.dtype).is_floating]
             ctx.average_variables(floats, f"fe.state.{name}")
 
-    def _lr_setter(self, entry: dict[str, Any]) -> Callable[[int], dict[str, float]]:
+    def _lr_setter(self, entry: EpochPlan) -> Callable[[int], dict[str, float]]:
         """A function that sets each trained model's scheduled learning rate for step s of
         this epoch and returns the rates it set."""
-        epoch, batch = entry["epoch"], entry["global_batch"]
-        steps = [e["steps"] for e in self.plan["epochs"]]
+        epoch, batch = entry.epoch, entry.global_batch
+        steps = [e.steps for e in self.plan.epochs]
         first = sum(steps[:epoch])  # the run's optimizer steps before this epoch
         scheduled = [(m, optimizer_at(m, epoch), m.fe_dist.lr_schedule,
                       warmup_length(m.fe_dist.lr_schedule, steps))
@@ -320,38 +320,38 @@ class Estimator:
             checkpoint.save(self.checkpoint_dir, self.network.models, epoch, self.plan,
                             [dataclasses.asdict(r) for r in records])
         if self.history_dir is not None:
-            history.write(self.history_dir, records, self.plan["signature_epochs"])
+            history.write(self.history_dir, records, self.plan.signature_epochs)
         if self.tensorboard_dir is not None:
             if self._tensorboard is None:
                 self._tensorboard = history.TensorBoard(self.tensorboard_dir)
             self._tensorboard.write(records[-1])
 
-    def _record(self, entry: dict[str, Any], reports: list[dict[str, Any]],
+    def _record(self, entry: EpochPlan, reports: list[dict[str, Any]],
                 ctx: Context) -> EpochRecord:
         steps = {r["steps"] for r in reports}
         if len(steps) != 1:  # impossible by construction; say so loudly rather than mis-report
-            raise DistributedError(f"Epoch {entry['epoch']}: ranks ran different step counts "
+            raise DistributedError(f"Epoch {entry.epoch}: ranks ran different step counts "
                                    f"{[r['steps'] for r in reports]}.")
         steps = steps.pop()
         train = _sum_dicts(r["train"] for r in reports)
         evals = _sum_dicts(r["eval"] for r in reports)
-        samples = steps * entry["global_batch"]
+        samples = steps * entry.global_batch
         count = evals.pop("count", 0.0)
         seconds = max(r["train_seconds"] for r in reports)
         tensors, nbytes = reports[ctx.rank]["reduced"]
         return EpochRecord(
-            epoch=entry["epoch"], global_batch=entry["global_batch"],
-            per_rank_batch=entry["per_rank_batch"], world_size=ctx.size,
-            trained_models=entry["trained_models"], steps=steps, train_samples=samples,
+            epoch=entry.epoch, global_batch=entry.global_batch,
+            per_rank_batch=entry.per_rank_batch, world_size=ctx.size,
+            trained_models=entry.trained_models, steps=steps, train_samples=samples,
             train_loss={k: v / samples for k, v in train.items()} if samples else {},
             eval_metrics={k: v / count for k, v in evals.items()} if count else {},
             seconds=seconds, samples_per_sec=samples / seconds if seconds > 0 else 0.0,
             eval_seconds=max(r.get("eval_seconds", 0.0) for r in reports),
-            pipeline_ops=entry["pipeline_train_ops"], network_ops=entry["network_train_ops"],
+            pipeline_ops=entry.pipeline_train_ops, network_ops=entry.network_train_ops,
             allreduced_tensors_per_step=tensors / steps if steps else 0.0,
             allreduced_bytes_per_step=nbytes / steps if steps else 0.0,
             timeline=reports[0]["timeline"], learning_rates=reports[0]["learning_rates"],
-            micro_batches=entry["micro_batches"])
+            micro_batches=entry.micro_batches)
 
     def _log(self, ctx: Context, line: str) -> None:
         if self.verbose and ctx.is_chief:

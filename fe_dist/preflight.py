@@ -109,22 +109,22 @@ def check_learning_rates(network: Any, plan: Plan) -> None:
     """Evaluate each trained model's learning-rate schedule at the first step of every epoch,
     so a Scheduler gap or a failing LR function stops the run before training, not in it."""
     step = 0
-    for entry in plan["epochs"]:
-        for model in network.trained_models(entry["epoch"]):
+    for entry in plan.epochs:
+        for model in network.trained_models(entry.epoch):
             if model.fe_dist.lr_schedule is None:
                 continue
             try:
-                rate = model.fe_dist.lr_schedule.value(entry["epoch"], step, entry["global_batch"])
+                rate = model.fe_dist.lr_schedule.value(entry.epoch, step, entry.global_batch)
             except ConfigError:
                 raise
             except Exception as err:  # the user's LR function
-                raise ConfigError(f"Epoch {entry['epoch']}: the learning rate of model "
+                raise ConfigError(f"Epoch {entry.epoch}: the learning rate of model "
                                   f"{model.model_name!r} failed: {type(err).__name__}: {err}. "
                                   "Fix its LRSchedule.") from err
             if not rate >= 0:
-                raise ConfigError(f"Epoch {entry['epoch']}: the learning rate of model "
+                raise ConfigError(f"Epoch {entry.epoch}: the learning rate of model "
                                   f"{model.model_name!r} is {rate!r}; it must be a number >= 0.")
-        step += entry["steps"]
+        step += entry.steps
 
 
 def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None:
@@ -134,20 +134,20 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
         ConfigError: naming the epoch, op, key or model, and the fix.
     """
     check_learning_rates(network, plan)
-    for epoch in plan["signature_epochs"]:
-        entry = plan["epochs"][epoch]
-        batch = entry["global_batch"]
+    for epoch in plan.signature_epochs:
+        entry = plan.epochs[epoch]
+        batch = entry.global_batch
         for mode in pipeline.modes():
             keys = check_keys(pipeline.get_ops(epoch, mode), pipeline.data[mode], epoch, mode,
                               "pipeline")
             if mode == "train":
                 if not network.trained_models(epoch):
                     continue
-                micro = entry["micro_batch"] if entry["micro_batches"] > 1 else None
-                ds = pipeline.get_train_dataset(epoch, batch, ctx, seed=plan["seed"],
+                micro = entry.micro_batch if entry.micro_batches > 1 else None
+                ds = pipeline.get_train_dataset(epoch, batch, ctx, seed=plan.seed,
                                                 micro_batch=micro)
             else:
-                ds = pipeline.get_eval_dataset(epoch, batch, ctx, max_batch=entry["micro_batch"])
+                ds = pipeline.get_eval_dataset(epoch, batch, ctx, max_batch=entry.micro_batch)
             spec = _element_spec(ds, keys, epoch, mode)
             net_ops = network.get_ops(epoch, mode)
             keys = check_keys(net_ops, spec, epoch, mode, "network")

@@ -51,12 +51,12 @@ def micro_batch_sizes(local_batch: int, micro_batch: int) -> list[int]:
     return [micro_batch] * full + ([rest] if rest else [])
 
 
-def micro_steps(entry: dict[str, Any], rank: int) -> int:
+def micro_steps(entry: Any, rank: int) -> int:
     """Calls of the train step per optimizer step on ``rank`` in the plan epoch ``entry``: the
     number of its micro-batches under gradient accumulation, else 1."""
-    if entry["micro_batches"] <= 1:
+    if entry.micro_batches <= 1:
         return 1
-    return len(micro_batch_sizes(entry["per_rank_batch"][rank], entry["micro_batch"]))
+    return len(micro_batch_sizes(entry.per_rank_batch[rank], entry.micro_batch))
 
 
 def eval_shard(num_samples: int, size: int, rank: int) -> slice:

@@ -99,21 +99,21 @@ class Summary:
         return len(self.records)
 
 
-def schedule_table(plan: dict[str, Any]) -> str:
+def schedule_table(plan: Any) -> str:
     """One row per signature epoch: batch, per-rank batch, ops, trained models, eval."""
     rows = [("epochs", "global batch", "per rank", "pipeline ops", "network ops", "trains",
              "eval")]
-    bounds = [*plan["signature_epochs"], len(plan["epochs"])]
+    bounds = [*plan.signature_epochs, len(plan.epochs)]
     for start, stop in zip(bounds, bounds[1:]):
-        e = plan["epochs"][start]
+        e = plan.epochs[start]
         rows.append((
             f"{start}" if stop - start == 1 else f"{start}-{stop - 1}",
-            str(e["global_batch"]), "/".join(str(b) for b in sorted(set(e["per_rank_batch"]),
+            str(e.global_batch), "/".join(str(b) for b in sorted(set(e.per_rank_batch),
                                                                    reverse=True)),
-            ", ".join(_short(op) for op in e["pipeline_train_ops"]) or "-",
-            ", ".join(_short(op) for op in e["network_train_ops"]) or "-",
-            ", ".join(f"{m} ({o.split('#')[0]})" for m, o in e["optimizers"].items()) or "-",
-            "yes" if e["evaluate"] else "no"))
+            ", ".join(_short(op) for op in e.pipeline_train_ops) or "-",
+            ", ".join(_short(op) for op in e.network_train_ops) or "-",
+            ", ".join(f"{m} ({o.split('#')[0]})" for m, o in e.optimizers.items()) or "-",
+            "yes" if e.evaluate else "no"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 

@@ -38,17 +38,17 @@ def _plan(world_size, cap, batch=33, epochs=2):
 
 def test_resume_on_other_rank_counts_and_caps_when_micro_batches_differ():
     saved = _plan(world_size=2, cap=8)  # 17 per rank: 3 micro-batches
-    assert saved["epochs"][0]["micro_batches"] == 3
+    assert saved.epochs[0].micro_batches == 3
     for world_size, cap in ((1, 8), (3, 8), (1, None), (2, 4)):
         current = _plan(world_size, cap)
-        assert current["epochs"][0]["micro_batches"] != 3 or world_size == 2
-        checkpoint.check_compatible(saved, current, 2, FILE)
+        assert current.epochs[0].micro_batches != 3 or world_size == 2
+        checkpoint.check_compatible(saved.to_dict(), current, 2, FILE)
 
 
 def test_checkpoint_message_names_the_checkpoint_and_this_program():
     with pytest.raises(ConfigError, match=r"epoch 0, 'global_batch' differs: the checkpoint has "
                                           r"33, this program has 32\. Resume with"):
-        checkpoint.check_compatible(_plan(2, None), _plan(2, None, batch=32), 2, FILE)
+        checkpoint.check_compatible(_plan(2, None).to_dict(), _plan(2, None, batch=32), 2, FILE)
     # The ranks' plan agreement keeps its own labels.
     assert "rank 0 has 33, this rank has 32" in first_difference(_plan(2, None),
                                                                  _plan(2, None, batch=32))

@@ -9,8 +9,8 @@ from fe_dist.schedule.scheduler import (
     resolve,
 )
 from fe_dist.schedule.lr import LRSchedule, warmup_length
-from fe_dist.schedule.plan import Plan, build_plan, first_difference
+from fe_dist.schedule.plan import EpochPlan, Plan, build_plan, first_difference
 
-__all__ = ["BaseScheduler", "LRSchedule", "Plan", "RepeatScheduler", "Scheduler", "build_plan",
+__all__ = ["BaseScheduler", "EpochPlan", "LRSchedule", "Plan", "RepeatScheduler", "Scheduler", "build_plan",
            "first_difference", "get_current_items", "get_signature_epochs", "resolve",
            "warmup_length"]

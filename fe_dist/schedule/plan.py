@@ -6,6 +6,7 @@ steps, ops and collectives in every epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import numbers
 from typing import Any
@@ -15,7 +16,74 @@ from fe_dist.errors import ConfigError
 from fe_dist.schedule.lr import warmup_length
 from fe_dist.schedule.scheduler import BaseScheduler, get_signature_epochs
 
-Plan = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochPlan:
+    """What every rank does in one epoch.
+
+    Attributes:
+        epoch: The epoch, from 0.
+        global_batch: Samples per optimizer step over all ranks.
+        per_rank_batch: Each rank's share of it, in rank order.
+        micro_batch: ``max_rank_batch`` (the micro-batch cap), or None.
+        micro_batches: Micro-batches per optimizer step on the rank with the most samples
+            (1: no accumulation).
+        steps: Optimizer steps.
+        pipeline_train_ops, pipeline_eval_ops, network_train_ops, network_eval_ops: Signatures
+            of the ops active in each mode.
+        trained_models: Names of the models updated.
+        optimizers: Each trained model's optimizer (type and index among its optimizers).
+        evaluate: Whether the epoch ends with an eval.
+    """
+
+    epoch: int
+    global_batch: int
+    per_rank_batch: list[int]
+    micro_batch: int | None
+    micro_batches: int
+    steps: int
+    pipeline_train_ops: list[str]
+    pipeline_eval_ops: list[str]
+    network_train_ops: list[str]
+    network_eval_ops: list[str]
+    trained_models: list[str]
+    optimizers: dict[str, str]
+    evaluate: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Every Scheduler of a run resolved for every epoch, as plain data: rank 0's is broadcast,
+    every rank compares its own with it, and checkpoints keep it (`to_dict`).
+
+    Attributes:
+        world_size: Number of ranks.
+        seed: The shuffle seed.
+        data: Per split: sample count and {key: (dtype, per-sample shape)}.
+        models: Per model: loss key, optimizer types, variable shapes and dtypes.
+        lr_warmup_steps: Per model with an LRSchedule: its warm-up length in steps.
+        signature_epochs: Epochs where something scheduled changes (0 first).
+        epochs: One `EpochPlan` per epoch.
+    """
+
+    world_size: int
+    seed: int
+    data: dict[str, Any]
+    models: dict[str, Any]
+    lr_warmup_steps: dict[str, int]
+    signature_epochs: list[int]
+    epochs: list[EpochPlan]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares
+        equal with a new one."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, plan: dict[str, Any]) -> "Plan":
+        """The plan `to_dict` made."""
+        return cls(**{**plan, "epochs": [EpochPlan(**e) for e in plan["epochs"]]})
 
 
 def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: int,
@@ -44,7 +112,6 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             "global_batch": batch,
             "per_rank_batch": sharding.per_rank_batch_sizes(batch, world_size),
             "micro_batch": max_rank_batch,
-            # Accumulated micro-batches per optimizer step, on the rank with the most samples.
             "micro_batches": -(-sharding.per_rank_batch_sizes(batch, world_size)[0] //
                                max_rank_batch) if max_rank_batch else 1,
             "steps": sharding.steps_per_epoch(n_train, batch),
@@ -79,7 +146,7 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
         "epochs": plan_epochs,
     }
     # Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares equal.
-    return json.loads(json.dumps(plan))
+    return Plan.from_dict(json.loads(json.dumps(plan)))
 
 
 def _as_function(evaluate: Any) -> Any:
@@ -115,7 +182,8 @@ def _check_batch(batch: Any, epoch: int, world_size: int, n_train: int) -> int:
     return batch
 
 
-def first_difference(reference: Plan, local: Plan, reference_label: str = "rank 0",
+def first_difference(reference: Plan | dict[str, Any], local: Plan | dict[str, Any],
+                     reference_label: str = "rank 0",
                      local_label: str = "this rank") -> str | None:
     """Where ``local`` departs from ``reference``, in words; None if equal.
 
@@ -125,6 +193,7 @@ def first_difference(reference: Plan, local: Plan, reference_label: str = "rank 
         reference_label: Who holds ``reference`` in the message, e.g. "the checkpoint".
         local_label: Who holds ``local`` in the message, e.g. "this program".
     """
+    reference, local = (p.to_dict() if isinstance(p, Plan) else p for p in (reference, local))
     def differs(what: str, ref_value: Any, own_value: Any) -> str:
         return (f"{what} differs: {reference_label} has {ref_value!r}, {local_label} has "
                 f"{own_value!r}")
