@@ -221,5 +221,5 @@ def test_adam_state_continues_across_a_pause_as_if_the_paused_epoch_did_not_exis
 
     assert roles(opt) == roles(ref_opt) and len(opt.variables) == 6
     for got, want in zip(opt.variables, ref_opt.variables):
-        np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-5, atol=1e-7,
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-7,
                                    err_msg=got.path)
