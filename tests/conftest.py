@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# Plain asserts in this helper module show their values when they fail, as in test modules.
+pytest.register_assert_rewrite("backend_records")
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("FE_DIST_BACKEND", "local")
 

@@ -1,14 +1,19 @@
 """Multi-rank behaviour under horovodrun (Gloo and MPI), mpirun and an mpi4py sub-communicator.
 
-Every launch has a time limit; each rank writes a JSON report that the tests compare.
+Every launch has a time limit; each rank writes a JSON report that the tests compare. Which
+collectives ran is read from the backend's own record: Horovod's timeline (Gloo launches) and the
+MPI backend's call log, not fe_dist's counters.
 """
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from backend_records import (assert_mpi_log_reduces_only_active_models,
+                             assert_timeline_reduces_only_active_models)
 from conftest import launch, read_reports
 
 pytestmark = pytest.mark.multirank
@@ -17,11 +22,15 @@ BATCHES = [32, 33, 33]
 TRAINED = [["a"], ["b"], ["a"]]
 
 
-def _probe(tmp_path_factory, name, launcher, np_, env=None):
+def _probe(tmp_path_factory, name, launcher, np_, env=None, args=()):
+    """Run the probe; under horovodrun --gloo rank 0 also writes Horovod's timeline to
+    <out>/timeline.json (cheap: a few hundred events)."""
     out = tmp_path_factory.mktemp(name)
-    proc = launch(["probe.py"], out, np=np_, launcher=launcher, env=env)
+    if launcher == "gloo":
+        env = {**(env or {}), "HOROVOD_TIMELINE": str(out / "timeline.json")}
+    proc = launch(["probe.py", *args], out, np=np_, launcher=launcher, env=env, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return read_reports(out, np_), proc
+    return read_reports(out, np_), proc, out
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +40,7 @@ def single(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gloo(tmp_path_factory):
+    """(reports, process, output directory) of the probe on 2 ranks under Gloo."""
     return _probe(tmp_path_factory, "gloo", "gloo", 2)
 
 
@@ -41,19 +51,39 @@ def _assert_same_weights(reference, report):
                                        err_msg=f"model {name}")
 
 
-def _assert_trains_like_one_process(reports, single):
-    """Identical weights on every rank, equal to one process; each step allreduces exactly the
-    active model's gradients."""
+def _assert_backend_reduced_only_active_models(reports: list[dict], out: Path) -> None:
+    """From the backend's own record: each step reduced exactly the active model's gradients."""
+    if reports[0]["backend"] == "horovod":
+        assert_timeline_reduces_only_active_models(out / "timeline.json", reports[0])
+    else:
+        for report in reports:
+            assert_mpi_log_reduces_only_active_models(report)
+
+
+def _assert_trains_like_one_process(reports: list[dict], single: dict, out: Path) -> None:
+    """Identical weights on every rank, equal to one process; each step reduced exactly the
+    active model's gradients (as the backend recorded it)."""
     assert reports[0]["checksums"] == reports[1]["checksums"]
     for report in reports:
         _assert_same_weights(single, report)
-    for record in reports[0]["summary"]["records"]:
-        (active,) = record["trained_models"]
-        assert record["allreduced_tensors_per_step"] == reports[0]["trainable"][active]
+    _assert_backend_reduced_only_active_models(reports, out)
+
+
+def _assert_eval_matches_numpy(report: dict) -> None:
+    """Each epoch's eval loss and accuracy equal the probe's numpy figures over the whole eval
+    set (201 samples, split 101/100 over 2 ranks, batches of 16 or 17): a skipped or doubled
+    sample moves the accuracy (0 < correct < 201) and, unless the two losses happen to match,
+    the loss."""
+    records = report["summary"]["records"]
+    assert len(report["eval_reference"]) == len(records)
+    for record, ref in zip(records, report["eval_reference"]):
+        assert 0 < ref["correct"] < 201, ref  # else accuracy cannot see a skipped sample
+        assert record["eval_metrics"]["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-9)
+        assert record["eval_metrics"]["ce"] == pytest.approx(ref["ce"], rel=1e-5)
 
 
 def test_two_ranks_equal_one_process_on_the_global_batch(single, gloo):
-    reports, _ = gloo
+    reports, _, _ = gloo
     assert [r["size"] for r in reports] == [2, 2] and single["size"] == 1
     assert [r["backend"] for r in reports] == ["horovod", "horovod"]
     for report in reports:  # even batch (epoch 0) and odd batch (epochs 1, 2)
@@ -66,13 +96,13 @@ def test_two_ranks_equal_one_process_on_the_global_batch(single, gloo):
 
 
 def test_every_rank_holds_identical_weights_after_every_epoch(gloo):
-    reports, _ = gloo
+    reports, _, _ = gloo
     assert len(reports[0]["checksums"]) == len(BATCHES) + 1
     assert reports[0]["checksums"] == reports[1]["checksums"]
 
 
 def test_every_rank_returns_the_same_records(gloo):
-    reports, proc = gloo
+    reports, proc, _ = gloo
     assert reports[0]["summary"]["records"] == reports[1]["summary"]["records"]
     records = reports[0]["summary"]["records"]
     assert [r["global_batch"] for r in records] == BATCHES
@@ -84,19 +114,24 @@ def test_every_rank_returns_the_same_records(gloo):
 
 
 def test_inactive_model_is_untouched_and_joins_no_collective(gloo):
-    reports, _ = gloo
+    reports, _, out = gloo
     checksums = reports[0]["checksums"]
     for epoch, trained in enumerate(TRAINED):
         for name in ("a", "b"):
             changed = checksums[epoch][name] != checksums[epoch + 1][name]
             assert changed == (name in trained), (epoch, name)
-    for record in reports[0]["summary"]["records"]:
-        (active,) = record["trained_models"]
-        assert record["allreduced_tensors_per_step"] == reports[0]["trainable"][active]
+    # What Horovod ran: 18 steps x 4 tensors of a, then of b, then of a; nothing else reduced.
+    assert_timeline_reduces_only_active_models(out / "timeline.json", reports[0])
+
+
+def test_eval_covers_the_whole_eval_set_on_one_and_two_ranks(single, gloo):
+    _assert_eval_matches_numpy(single)
+    for report in gloo[0]:
+        _assert_eval_matches_numpy(report)
 
 
 def test_sharding_covers_each_epoch_without_overlap(gloo):
-    reports, _ = gloo
+    reports, _, _ = gloo
     n = 600
     for epoch, batch in enumerate(BATCHES):
         per_rank = [r["coverage"][epoch] for r in reports]
@@ -115,38 +150,39 @@ def test_sharding_covers_each_epoch_without_overlap(gloo):
     ("mpirun", {"FE_DIST_BACKEND": "horovod"}, "horovod"),  # Horovod's MPI controller
 ])
 def test_mpi_launchers_train_the_same(tmp_path_factory, single, launcher, env, backend):
-    reports, _ = _probe(tmp_path_factory, launcher, launcher, 2, env)
+    reports, _, _ = _probe(tmp_path_factory, launcher, launcher, 2, env)
     assert [r["size"] for r in reports] == [2, 2]
     assert [r["backend"] for r in reports] == [backend, backend]
     assert reports[0]["checksums"] == reports[1]["checksums"]
     for report in reports:
         _assert_same_weights(single, report)
+        _assert_eval_matches_numpy(report)
+    if backend == "mpi":
+        for report in reports:
+            assert_mpi_log_reduces_only_active_models(report)
 
 
-def test_mpi_backend_without_horovod_trains_the_same(tmp_path, single):
-    proc = launch(["probe.py"], tmp_path, np=2, launcher="mpirun")  # auto: the MPI backend
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    reports = read_reports(tmp_path, 2)
+def test_mpi_backend_without_horovod_trains_the_same(tmp_path_factory, single):
+    # mpirun without FE_DIST_BACKEND: the MPI backend by default.
+    reports, _, out = _probe(tmp_path_factory, "mpirun-auto", "mpirun", 2)
     assert [r["backend"] for r in reports] == ["mpi", "mpi"]
-    _assert_trains_like_one_process(reports, single)
+    _assert_trains_like_one_process(reports, single, out)
 
 
-def test_gradient_accumulation_on_two_ranks_equals_one_process(tmp_path, single):
-    proc = launch(["probe.py", "--max-rank-batch", "5"], tmp_path, np=2, launcher="gloo")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    reports = read_reports(tmp_path, 2)
+def test_gradient_accumulation_on_two_ranks_equals_one_process(tmp_path_factory, single):
+    reports, _, out = _probe(tmp_path_factory, "accumulate", "gloo", 2,
+                             args=["--max-rank-batch", "5"])
     records = reports[0]["summary"]["records"]
     # 16 per rank -> 5+5+5+1, 17 -> 5+5+5+2: four micro-batches, one allreduce per step.
     assert [r["micro_batches"] for r in records] == [4, 4, 4]
     assert [r["steps"] for r in records] == [r["steps"] for r in single["summary"]["records"]]
-    _assert_trains_like_one_process(reports, single)
+    _assert_trains_like_one_process(reports, single, out)
 
 
-def test_per_tensor_allreduce_on_two_ranks_equals_one_process(tmp_path, single):
-    proc = launch(["probe.py", "--allreduce", "per_tensor"], tmp_path, np=2, launcher="gloo")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    reports = read_reports(tmp_path, 2)
-    _assert_trains_like_one_process(reports, single)
+def test_per_tensor_allreduce_on_two_ranks_equals_one_process(tmp_path_factory, single):
+    reports, _, out = _probe(tmp_path_factory, "per_tensor", "gloo", 2,
+                             args=["--allreduce", "per_tensor"])
+    _assert_trains_like_one_process(reports, single, out)
 
 
 @pytest.mark.parametrize("backend", ["mpi", "horovod"])

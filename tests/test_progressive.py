@@ -178,3 +178,48 @@ def test_progressive_example_smoke(tmp_path):
     assert set(result) == {"target", "progressive", "baseline"}
     assert (tmp_path / "progressive" / "history.png").exists()
     assert "to eval accuracy 0.3" in proc.stdout
+
+
+def test_adam_state_continues_across_a_pause_as_if_the_paused_epoch_did_not_exist():
+    """Model a trains in epochs 0 and 2, b in epoch 1. a's weights and Adam state (iterations,
+    m, v) must equal a plain Keras loop that applies a fresh Adam to a's batches of epochs 0 and
+    2 only, in fe_dist's deterministic order (sharding.train_indices)."""
+    n, batch, seed = 48, 16, 0
+    d = data(n=n)
+    adam = lambda: keras.optimizers.Adam(0.01)  # noqa: E731 - large enough to move weights
+    a = fe.build(tiny(), model_name="a", loss_name="ce", optimizer=adam)
+    b = fe.build(tiny(), model_name="b", loss_name="ce", optimizer=adam)
+    start = [w.copy() for w in a.get_weights()]
+    network = fe.Network([Scheduler({0: ModelOp(inputs="x", model=a, outputs="p"),
+                                     1: ModelOp(inputs="x", model=b, outputs="p"),
+                                     2: ModelOp(inputs="x", model=a, outputs="p")}),
+                          SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")])
+    fe.Estimator(pipeline=fe.Pipeline(data=d, batch_size=batch), network=network, epochs=3,
+                 seed=seed, evaluate=False, verbose=False).fit()
+
+    ref = tiny()()
+    ref.set_weights(start)
+    ref_opt = adam()
+    ref_opt.build(ref.trainable_variables)
+    for epoch in (0, 2):  # epoch 1 does not exist for a
+        for idx in sharding.train_indices(n, batch, 1, 0, seed=seed, epoch=epoch):
+            x, y = d["train"]["x"][idx], d["train"]["y"][idx]
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                    y, ref(x, training=True)))
+            grads = tape.gradient(loss, ref.trainable_variables)
+            ref_opt.apply_gradients(zip(grads, ref.trainable_variables))
+
+    (opt,) = a.fe_dist.optimizers
+    assert int(opt.iterations) == int(ref_opt.iterations) == 6
+    assert int(b.fe_dist.optimizers[0].iterations) == 3
+    for got, want in zip(a.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # Same variable order (iterations, learning rate, then m and v per weight) on both sides.
+    def roles(o: keras.optimizers.Optimizer) -> list[list[str]]:
+        return [v.path.split("/")[-1].split("_")[-2:] for v in o.variables]  # "kernel_momentum"
+
+    assert roles(opt) == roles(ref_opt) and len(opt.variables) == 6
+    for got, want in zip(opt.variables, ref_opt.variables):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-7,
+                                   err_msg=got.path)
