@@ -21,10 +21,9 @@ import importlib.util
 import os
 from typing import Any
 
+from fe_dist.distributed.context import Context, raised_on_every_rank
 from fe_dist.distributed.gradients import (ALLREDUCE_MODES, COMPRESSIONS, GradientReducer,
                                           TrafficCounters)
-from fe_dist.distributed.context import (Context,
-                                         raised_on_every_rank)
 from fe_dist.errors import ConfigError
 
 # Set by horovodrun (Gloo and MPI), by Open MPI's mpirun, and by MPICH/PMIx launchers.
@@ -103,5 +102,5 @@ def get_context() -> Context:
     return _context if _context is not None else init()
 
 
-__all__ = ["ALLREDUCE_MODES", "COMPRESSIONS", "Context", "GradientReducer", "TrafficCounters", "get_context", "init",
-           "launched_distributed", "raised_on_every_rank"]
+__all__ = ["ALLREDUCE_MODES", "COMPRESSIONS", "Context", "GradientReducer", "TrafficCounters",
+           "get_context", "init", "launched_distributed", "raised_on_every_rank"]
