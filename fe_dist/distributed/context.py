@@ -144,7 +144,7 @@ class Context(abc.ABC):
     def allreduce_sum(self, tensors: list[tf.Tensor], name: str) -> list[tf.Tensor]:
         """Element-wise sums over ranks of ``tensors`` (one collective); callable inside
         ``tf.function``. ``name`` must be the same on every rank and unique within a step."""
-        return self._allreduce_sum(tensors, name) if self.size > 1 else list(tensors)
+        return self._allreduce_sum(tensors, name)
 
     def broadcast_variables(self, variables: Sequence[Any], names: Sequence[str],
                             root: int = 0) -> None:
@@ -161,7 +161,9 @@ class Context(abc.ABC):
             tensor: This rank's value (the same shape and dtype on every rank).
             name: Collective name, the same on every rank and unique within a step.
         """
-        if self.size == 1:
+        if self.backend == "local":
+            # Decided by backend, not by size: a compiled step keeps what it traced, and an
+            # elastic run traced on one rank may grow to several.
             return tensor
 
         @tf.custom_gradient
