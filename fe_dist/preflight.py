@@ -173,9 +173,11 @@ def _element_spec(ds: tf.data.Dataset, keys: set[str], epoch: int,
 
 
 def _trace(compile_step: Callable[[], Any], epoch: int, mode: str) -> None:
-    get_context().progress(f"epoch {epoch} ({mode}): compiling the step")  # a heartbeat each
+    # Unwatched: compiling runs no collective, so it cannot be a stall, and a large model (or a
+    # loaded machine) may compile for longer than the stall timeout.
     try:
-        compile_step()
+        with get_context().unwatched(f"epoch {epoch} ({mode}): compiling the step"):
+            compile_step()
     except ConfigError as err:  # raised while tracing (tf.function may prefix its call stack)
         message = key_message(err)
         if message.startswith("Epoch "):
