@@ -205,8 +205,11 @@ def _keygen(path: Path, comment: str) -> str:
     return Path(f"{path}.pub").read_text().strip()
 
 
-def up(n: int) -> Cluster:
-    """Bring up hosts h0..h{n-1} (after removing any earlier ones) and wait for their sshd."""
+def up(n: int, own_names: bool = True) -> Cluster:
+    """Bring up hosts h0..h{n-1} (after removing any earlier ones) and wait for their sshd.
+
+    ``own_names=False`` leaves every host with the machine's hostname and /etc/hosts (the
+    loopback-hostname pitfall), to show what goes wrong without the fix."""
     reason = available()
     if reason is not None:
         raise RuntimeError(reason)
@@ -245,6 +248,7 @@ def up(n: int) -> Cluster:
             "StrictModes no\nMaxStartups 100\nMaxSessions 100\nLogLevel ERROR\n")
         # Own hostname (UTS) and own /etc/hosts (mount namespace) for everything sshd starts.
         script = (f"hostname {host.name} && mount --bind {hdir / 'hosts'} /etc/hosts && "
+                  if own_names else "") + (
                   f"exec {SSHD} -f {hdir / 'sshd_config'} -E {hdir / 'sshd.log'}")
         _run([*inside, "unshare", "--uts", "--mount", "--propagation", "private",
               "sh", "-c", script])
@@ -266,7 +270,8 @@ def up(n: int) -> Cluster:
     for host in hosts:
         while True:
             try:
-                if cluster.ssh(host, "hostname", timeout=10).stdout.strip() == host.name:
+                if cluster.ssh(host, "hostname", timeout=10).stdout.strip() == (
+                        host.name if own_names else os.uname().nodename):
                     break
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
                 if time.monotonic() > deadline:
