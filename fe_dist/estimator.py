@@ -128,6 +128,8 @@ class Estimator:
             self.plan = plan = self._agree_on_plan(ctx)
             hosts = describe_hosts(ctx.allgather_object(host_label(), name="fe.hosts")
                                    if ctx.size > 1 else [host_label()])
+            if ctx.watchdog is not None:
+                ctx.watchdog.hosts = hosts
             self._log(ctx, f"fe_dist: {ctx.size} rank(s) on {hosts}; backend {ctx.backend}"
                            f"{'/' + ctx.controller if hasattr(ctx, 'controller') else ''}, "
                            f"{ctx.device}, {ctx.threads} thread(s) per rank; schedule changes at "
