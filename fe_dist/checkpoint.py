@@ -113,7 +113,10 @@ def check_compatible(saved: dict[str, Any], current: Plan, epochs_done: int, fil
 
 def _trained_part(plan: dict[str, Any], epochs_done: int) -> dict[str, Any]:
     """The rank-independent part of ``plan`` that decides epochs 0 .. epochs_done - 1."""
-    part = {k: v for k, v in plan.items() if k not in ("world_size", "epochs")}
+    # The data fingerprint is left out: a resume may read a re-exported or extended copy of the
+    # data with the same samples, and checkpoints older than fingerprints have none.
+    part = {k: v for k, v in plan.items()
+            if k not in ("world_size", "epochs", "data_fingerprint")}
     # Signature epochs up to epochs_done - 1 follow from the values of those epochs alone.
     part["signature_epochs"] = [e for e in plan["signature_epochs"] if e < epochs_done]
     part["epochs"] = [{k: v for k, v in e.items() if k not in _LAYOUT_KEYS}

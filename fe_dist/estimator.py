@@ -16,6 +16,7 @@ from fe_dist import checkpoint, history, sharding
 from fe_dist.build import optimizer_at, state_variables
 from fe_dist.determinism import reseed_models
 from fe_dist.distributed import Context, get_context, raised_on_every_rank
+from fe_dist.distributed.context import describe_hosts, host_label
 from fe_dist.errors import ConfigError, DistributedError
 from fe_dist.network import Network
 from fe_dist.pipeline import Pipeline
@@ -125,7 +126,11 @@ class Estimator:
             an elastic reset. Every rank runs the same collectives here, whenever it joined."""
             ctx.progress("the plan agreement before training")
             self.plan = plan = self._agree_on_plan(ctx)
-            self._log(ctx, f"fe_dist: {ctx.size} rank(s), backend {ctx.backend}"
+            hosts = describe_hosts(ctx.allgather_object(host_label(), name="fe.hosts")
+                                   if ctx.size > 1 else [host_label()])
+            if ctx.watchdog is not None:
+                ctx.watchdog.hosts = hosts
+            self._log(ctx, f"fe_dist: {ctx.size} rank(s) on {hosts}; backend {ctx.backend}"
                            f"{'/' + ctx.controller if hasattr(ctx, 'controller') else ''}, "
                            f"{ctx.device}, {ctx.threads} thread(s) per rank; schedule changes at "
                            f"epochs {plan.signature_epochs}")
@@ -175,7 +180,8 @@ class Estimator:
         diff = first_difference(reference, local)
         error = None if diff is None else DistributedError(
             f"The ranks built different programs: {diff}. Every rank must run the same program "
-            "with the same schedules, data sizes and models.")
+            f"with the same schedules, data and models. (This rank: {ctx.rank}, on host "
+            f"{host_label()}.)")
         ctx.agree(error, "plan")
         return reference
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import hashlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -14,6 +16,7 @@ from fe_dist.op.op import Op, cache_key, check_ops, run_ops
 from fe_dist.schedule import BaseScheduler, get_current_items, resolve
 
 MODES = ("train", "eval")
+FINGERPRINT_ROWS = 64  # rows hashed per key: evenly spaced, first and last included
 PREFETCH = 2  # batches ready ahead of the step when autotune is off: one in use, one ahead
 
 
@@ -72,6 +75,24 @@ class Pipeline:
     def data_spec(self, mode: str) -> dict[str, tuple[str, tuple[int, ...]]]:
         """{key: (dtype, per-sample shape)} of split ``mode``."""
         return {k: (str(v.dtype), tuple(v.shape[1:])) for k, v in sorted(self.data[mode].items())}
+
+    def fingerprint(self, mode: str) -> str:
+        """A cheap hash of split ``mode``: keys, dtypes, shapes and `FINGERPRINT_ROWS` evenly
+        spaced rows of every key. Equal on every rank when every host holds the same data;
+        a copy with other content (same count and shapes) almost surely hashes differently.
+        Reads only the sampled rows, so it costs microseconds even on large arrays."""
+        digest = hashlib.blake2b(digest_size=8)
+        arrays = self.data[mode]
+        n = self.num_samples(mode)
+        rows = np.unique(np.linspace(0, n - 1, min(n, FINGERPRINT_ROWS)).astype(np.int64))
+        for key in sorted(arrays):
+            array = arrays[key]
+            digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
+            sample = array[rows]
+            # Object arrays (e.g. file paths as Python strings) hold pointers: hash their text.
+            digest.update(repr(sample.tolist()).encode() if array.dtype == object
+                          else np.ascontiguousarray(sample).tobytes())
+        return digest.hexdigest()
 
     # -- datasets ---------------------------------------------------------------------------------
     def get_train_dataset(self, epoch: int, global_batch: int, ctx: Context | None = None,

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import fcntl
+import ipaddress
 import os
+import socket
+import struct
 import sys
 from typing import Any, Callable, Iterator, NoReturn, Sequence
 
@@ -208,6 +212,68 @@ class Context(abc.ABC):
             collective = cls(f"[rank {rank} failed the {what} check] {message}")
             setattr(collective, _RAISED_ON_EVERY_RANK, True)
             raise collective
+
+
+def interface_address(iface: str) -> str | None:
+    """The IPv4 address of network interface ``iface`` on this host, or None."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            packed = fcntl.ioctl(sock.fileno(), 0x8915,  # SIOCGIFADDR
+                                 struct.pack("256s", iface.encode()[:15]))
+        return socket.inet_ntoa(packed[20:24])
+    except OSError:
+        return None
+
+
+def launch_interface() -> str | None:
+    """The network interface the launcher was told to use across hosts, if any:
+    ``horovodrun --network-interface`` (HOROVOD_GLOO_IFACE) or Open MPI's
+    ``--mca btl_tcp_if_include``."""
+    for var in ("HOROVOD_GLOO_IFACE", "OMPI_MCA_btl_tcp_if_include"):
+        value = os.environ.get(var, "").split(",")[0].strip()
+        if value and "/" not in value:  # Open MPI also takes subnets (a.b.c.d/n)
+            return value
+    return None
+
+
+def resolves_to_loopback(hostname: str) -> str | None:
+    """The loopback address ``hostname`` resolves to, or None (also when it does not resolve)."""
+    try:
+        address = socket.gethostbyname(hostname)
+    except OSError:
+        return None
+    return address if ipaddress.ip_address(address).is_loopback else None
+
+
+def host_label() -> str:
+    """This rank's host for logs: its hostname and the address peers reach it at (the launch
+    interface's, else the hostname's, if not loopback). Hosts may share a hostname (containers,
+    network namespaces, cloned images), so the address tells them apart."""
+    hostname = socket.gethostname()
+    iface = launch_interface()
+    address = interface_address(iface) if iface else None
+    if address is None and resolves_to_loopback(hostname) is None:
+        try:
+            address = socket.gethostbyname(hostname)
+        except OSError:
+            address = None
+    return f"{hostname} ({address})" if address and address != hostname else hostname
+
+
+def describe_hosts(labels: Sequence[str]) -> str:
+    """``labels[r]`` is rank r's host: "2 hosts: h0 (ranks 0-1), h1 (ranks 2-3)"."""
+    ranks: dict[str, list[int]] = {}
+    for rank, label in enumerate(labels):
+        ranks.setdefault(label, []).append(rank)
+
+    def span(rs: list[int]) -> str:
+        contiguous = rs == list(range(rs[0], rs[-1] + 1))
+        if len(rs) == 1:
+            return f"rank {rs[0]}"
+        return f"ranks {rs[0]}-{rs[-1]}" if contiguous else f"ranks {','.join(map(str, rs))}"
+
+    parts = ", ".join(f"{label} {span(rs)}" for label, rs in ranks.items())
+    return f"{len(ranks)} host{'s' if len(ranks) != 1 else ''}: {parts}"
 
 
 def _write_stderr(message: str) -> None:

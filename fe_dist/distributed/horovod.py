@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 from typing import Any, Callable, Iterator
 
 import horovod.tensorflow as hvd
@@ -17,7 +18,9 @@ import tensorflow as tf
 from horovod.common.elastic import State, run_fn
 from horovod.common.exceptions import HorovodInternalError
 
-from fe_dist.distributed.context import Context
+from fe_dist.distributed.context import (Context, interface_address, launch_interface,
+                                         resolves_to_loopback)
+from fe_dist.errors import ConfigError
 from fe_dist.distributed.pinning import pin
 from fe_dist.distributed.watchdog import Watchdog
 
@@ -33,6 +36,7 @@ class HorovodContext(Context):
     backend = "horovod"
 
     def __init__(self, comm: Any = None) -> None:
+        check_gloo_hostname()
         if comm is None:
             hvd.init()
         else:
@@ -101,6 +105,46 @@ class HorovodContext(Context):
     def barrier(self) -> None:
         # Horovod's TF binding has no barrier op; a tiny allreduce waits for every rank as well.
         self._allreduce_sum([tf.zeros([1])], name="fe.barrier")[0].numpy()
+
+
+def check_gloo_hostname() -> None:
+    """Before a Gloo job that spans hosts starts, check that this host's name resolves to an
+    address other hosts can reach.
+
+    Horovod 0.28.1's Gloo transport creates its TCP device from the address the hostname
+    resolves to, even with ``--network-interface`` (HOROVOD_GLOO_IFACE): checked on emulated
+    hosts, a host whose name is unresolvable aborts with "Unable to find address for: <name>",
+    and one whose name resolves to 127.0.x.x advertises loopback, so its peers abort with
+    ``gloo::IoException ... connect [127.0.0.1]:<port>: Connection refused`` (a message naming
+    neither the host nor the cause). One host (HOROVOD_CROSS_SIZE 1) is fine: loopback is right.
+
+    Raises:
+        ConfigError: naming the hostname, what it resolves to, and the fix.
+    """
+    if os.environ.get("HOROVOD_CONTROLLER", "").lower() != "gloo":
+        return
+    if int(os.environ.get("HOROVOD_CROSS_SIZE", "1")) <= 1:
+        return
+    hostname = socket.gethostname()
+    try:
+        socket.gethostbyname(hostname)
+        resolved = resolves_to_loopback(hostname)
+        if resolved is None:
+            return
+        problem = f"resolves to the loopback address {resolved}"
+    except OSError:
+        problem = "does not resolve to any address"
+    iface = launch_interface()
+    address = interface_address(iface) if iface else None
+    here = (f"{address}, its address on {iface}" if address else
+            "its address on the network the job uses")
+    raise ConfigError(
+        f"This host's name {hostname!r} {problem}, so Horovod's Gloo transport cannot tell the "
+        f"other hosts where to reach this rank (they would fail with 'gloo::IoException ... "
+        f"connect [127.0.0.1]' or 'Unable to find address for: {hostname}'). Make the hostname "
+        f"resolve to {here}: e.g. the line '{address or '<address>'} {hostname}' in /etc/hosts "
+        f"(instead of '127.0.1.1 {hostname}') or a DNS record; or give each host a distinct name "
+        "that resolves so. Launching with MPI (horovodrun --mpi, mpirun) avoids Gloo's lookup.")
 
 
 class _ElasticState(State):

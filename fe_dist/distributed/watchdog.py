@@ -41,6 +41,7 @@ class Watchdog:
         self.size = size
         self.timeout = timeout if timeout is not None else float(
             os.environ.get("FE_DIST_STALL_TIMEOUT", DEFAULT_TIMEOUT))
+        self.hosts = ""  # which host holds which rank, for the stall message (set after sync)
         self._where = "start"
         self._last = time.monotonic()
         self._armed = False
@@ -74,8 +75,10 @@ class Watchdog:
                 f"\nfe_dist: stall: rank {self.rank} of {self.size} made no progress for "
                 f"{waited:.0f} s; it is at {self._where}. A collective waits until every rank "
                 "joins it, so ranks stopped in a collective are waiting for a rank that is "
-                "elsewhere (its own line says where) or gone. Ending this job "
-                f"(FE_DIST_STALL_TIMEOUT={self.timeout:g} s).\n")
+                "elsewhere (its own line says where) or gone, or on a host this one cannot reach "
+                "(a rank with no line of its own is the likely one)."
+                + (f" This job's {self.hosts}." if self.hosts else "") +
+                f" Ending this job (FE_DIST_STALL_TIMEOUT={self.timeout:g} s).\n")
             sys.stderr.flush()
             time.sleep(grace_seconds(self.timeout))
             os._exit(EXIT_CODE)

@@ -65,6 +65,9 @@ class Plan:
         lr_warmup_steps: Per model with an LRSchedule: its warm-up length in steps.
         signature_epochs: Epochs where something scheduled changes (0 first).
         epochs: One `EpochPlan` per epoch.
+        data_fingerprint: Per split, a hash over the shapes, dtypes and a fixed sample of rows
+            (`Pipeline.fingerprint`): ranks on hosts holding different copies of the data (same
+            sample count, other content) disagree here before training.
     """
 
     world_size: int
@@ -74,6 +77,8 @@ class Plan:
     lr_warmup_steps: dict[str, int]
     signature_epochs: list[int]
     epochs: list[EpochPlan]
+    # A default, so plans saved in checkpoints before fingerprints existed still load.
+    data_fingerprint: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares
@@ -144,6 +149,7 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
              *[m.fe_dist.optimizer_schedule for m in network.models.values()], eval_schedule],
             epochs),
         "epochs": plan_epochs,
+        "data_fingerprint": {mode: pipeline.fingerprint(mode) for mode in pipeline.modes()},
     }
     # Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares equal.
     return Plan.from_dict(json.loads(json.dumps(plan)))
@@ -201,6 +207,14 @@ def first_difference(reference: Plan | dict[str, Any], local: Plan | dict[str, A
     for key in ("world_size", "seed", "data", "models", "lr_warmup_steps"):
         if reference.get(key) != local.get(key):
             return differs(f"'{key}'", reference.get(key), local.get(key))
+    ref_prints, own_prints = (p.get("data_fingerprint") or {} for p in (reference, local))
+    for split in sorted(set(ref_prints) & set(own_prints)):  # an old checkpoint has none
+        if ref_prints[split] != own_prints[split]:
+            return (f"the {split!r} data differs: same sample count, keys, dtypes and shapes, "
+                    f"but other content (data fingerprint: {reference_label} has "
+                    f"{ref_prints[split]}, {local_label} has {own_prints[split]}). A host holds a "
+                    "different or stale copy of the data: make every host read the same files "
+                    "(compare their checksums, e.g. sha256sum, on each host)")
     if len(reference["epochs"]) != len(local["epochs"]):
         return differs("the number of epochs", len(reference["epochs"]), len(local["epochs"]))
     for ref_epoch, own_epoch in zip(reference["epochs"], local["epochs"]):

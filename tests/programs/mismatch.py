@@ -2,6 +2,7 @@
 
 --case plan: rank 1 schedules a different batch size in epoch 1.
 --case data: rank 1 has one training sample fewer.
+--case content: rank 1 holds other data (same count and shapes: a stale copy on one host).
 --case batch: a global batch of 1 on 2 ranks.
 --case key: from epoch 1 a scheduled op reads a key that does not exist (on every rank).
 Every rank must raise (not hang) and writes its error to rank<r>.json.
@@ -29,6 +30,8 @@ def main(case, out_dir):
     rng = np.random.default_rng(0)
     data = {"train": {"x": rng.random((n, 12, 12, 1), dtype=np.float32),
                       "y": rng.integers(0, 10, n)}}
+    if case == "content" and odd:  # a stale copy: one label changed, nothing else
+        data["train"]["y"][0] = (data["train"]["y"][0] + 1) % 10
     batch = {0: 32, 1: 48 if case == "plan" and odd else 64}
     if case == "batch":
         batch = {0: 8, 1: 1}
@@ -53,7 +56,7 @@ def main(case, out_dir):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--case", required=True, choices=["plan", "data", "batch", "key"])
+    parser.add_argument("--case", required=True, choices=["plan", "data", "content", "batch", "key"])
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     sys.exit(main(args.case, args.out))

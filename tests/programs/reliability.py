@@ -5,6 +5,8 @@
 --kill-rank R: rank R SIGKILLs itself --kill-delay seconds into epoch 1.
 --stall-rank R: rank R sleeps for good after epoch 0, so the others wait in epoch 1's allreduce.
 --max-rank-batch M: Estimator(max_rank_batch=M).
+--pause-after-epoch0 S: every rank sleeps S seconds after epoch 0 (its checkpoint written), so a
+    test can cut a host's link while the job runs.
 Each finishing rank writes rank<r>.json: records without timings, and the final weights.
 """
 
@@ -35,6 +37,8 @@ def main(args):
     def on_epoch_end(record):
         if record.epoch == args.stop_after:
             raise Interrupted(f"stopped after epoch {record.epoch}")
+        if record.epoch == 0 and args.pause_after_epoch0:
+            time.sleep(args.pause_after_epoch0)
         if record.epoch == 0 and ctx.rank == args.kill_rank:
             threading.Timer(args.kill_delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
         if record.epoch == 0 and ctx.rank == args.stall_rank:
@@ -64,4 +68,5 @@ if __name__ == "__main__":
     parser.add_argument("--stall-rank", type=int, default=-1)
     parser.add_argument("--n-train", type=int, default=600)
     parser.add_argument("--max-rank-batch", type=int, default=None)
+    parser.add_argument("--pause-after-epoch0", type=float, default=0.0)
     sys.exit(main(parser.parse_args()))
