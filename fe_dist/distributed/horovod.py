@@ -125,6 +125,10 @@ def check_gloo_hostname() -> None:
         return
     if int(os.environ.get("HOROVOD_CROSS_SIZE", "1")) <= 1:
         return
+    iface = launch_interface()
+    address = interface_address(iface) if iface else None
+    if address is not None and resolves_to_loopback(address):
+        return  # "hosts" of one machine over loopback (localhost:1,127.0.0.1:1 on interface lo)
     hostname = socket.gethostname()
     try:
         socket.gethostbyname(hostname)
@@ -134,8 +138,6 @@ def check_gloo_hostname() -> None:
         problem = f"resolves to the loopback address {resolved}"
     except OSError:
         problem = "does not resolve to any address"
-    iface = launch_interface()
-    address = interface_address(iface) if iface else None
     here = (f"{address}, its address on {iface}" if address else
             "its address on the network the job uses")
     raise ConfigError(
