@@ -121,9 +121,10 @@ class Pipeline:
         if key not in self._train:
             with tf.init_scope():
                 index_var = tf.Variable(indices, trainable=False, dtype=tf.int64)
-            plan, ops = self._load_plan(source, ops, "train", ctx)
             steps, local = indices.shape
-            if micro_batch is None or micro_batch >= local:
+            uniform = micro_batch is None or micro_batch >= local
+            plan, ops = self._load_plan(source, ops, "train", ctx, local if uniform else None)
+            if uniform:
                 ds = source.load(tf.data.Dataset.range(steps), lambda step: index_var[step], plan)
             else:
                 sizes = sharding.micro_batch_sizes(local, micro_batch)
@@ -162,7 +163,7 @@ class Pipeline:
                 ds = source.stream().skip(shard.start).take(shard.stop - shard.start) \
                     .batch(local_batch)
             else:
-                plan, ops = self._load_plan(source, ops, "eval", ctx)
+                plan, ops = self._load_plan(source, ops, "eval", ctx, local_batch)
                 start, stop = shard.start, shard.stop
                 batches = -(-(stop - start) // local_batch)
                 ds = source.load(tf.data.Dataset.range(batches), lambda b: tf.range(
@@ -171,13 +172,13 @@ class Pipeline:
             self._eval[key] = self._finish(ds, ops, "eval", ctx)
         return self._eval[key]
 
-    def _load_plan(self, source: DataSource, ops: list[Op], mode: str,
-                   ctx: Context) -> tuple[LoadPlan, list[Op]]:
+    def _load_plan(self, source: DataSource, ops: list[Op], mode: str, ctx: Context,
+                   batch: int | None) -> tuple[LoadPlan, list[Op]]:
         """How ``source`` loads batches, and the ops left for whole batches: a source that
         decodes files applies a first Resize per image while decoding (so it follows the
         schedule: a new Resize is a new phase, with a new decode path)."""
         first = ops[0] if ops and source.fuses(ops[0]) else None
-        return LoadPlan(mode, max(ctx.threads, 1), first), ops[1:] if first else ops
+        return LoadPlan(mode, max(ctx.threads, 1), first, batch), ops[1:] if first else ops
 
     def explain_failure(self, err: BaseException, mode: str, epoch: int, element: int,
                         global_batch: int, ctx: Context, seed: int = 0,

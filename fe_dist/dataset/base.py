@@ -22,11 +22,14 @@ class LoadPlan:
         threads: This rank's thread budget (parallel calls of the per-batch map).
         first_op: The epoch's first pipeline op when the source applies it per sample while
             decoding (a Resize of its image key), else None; the Pipeline then runs the rest.
+        batch: The size of every batch but possibly the last, or None when sizes vary (uneven
+            micro-batches); a source may then decode sample by sample and re-batch.
     """
 
     mode: str
     threads: int
     first_op: Any = None
+    batch: int | None = None
 
 
 class DataSource:

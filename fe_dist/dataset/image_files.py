@@ -19,7 +19,7 @@ from fe_dist.dataset.base import DataSource, IndicesOf, LoadPlan
 from fe_dist.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-_RATIOS = (8, 4, 2)
+_RATIOS = (2, 4, 8)
 
 
 class ImageFileSource(DataSource):
@@ -114,6 +114,17 @@ class ImageFileSource(DataSource):
         decode = self._decoder(plan)
         counter = self._counter
 
+        if plan.batch is not None and not self.skip_bad:
+            # Sample by sample: tf.data runs the decode directly, without map_fn's loop
+            # around every image (a large share of a small image's decode time).
+            def sample(i: tf.Tensor) -> dict[str, tf.Tensor]:
+                out = {k: v[i] for k, v in columns.items()}
+                out[self.data_key] = decode(paths[i])
+                return out
+
+            return steps.map(indices_of).unbatch().map(
+                sample, num_parallel_calls=plan.threads, deterministic=True).batch(plan.batch)
+
         def batch(s: tf.Tensor) -> dict[str, tf.Tensor]:
             chosen = indices_of(s)
             out = {k: tf.gather(v, chosen) for k, v in columns.items()}
@@ -154,18 +165,27 @@ class ImageFileSource(DataSource):
                 return tf.io.decode_jpeg(contents, channels=channels)
             shape = tf.io.extract_jpeg_shape(contents)
             th, tw = op.size
-            # The largest ratio whose decoded image is still at least the target size.
-            branches = [(tf.logical_and(shape[0] // r >= th, shape[1] // r >= tw),
-                         lambda r=r: tf.io.decode_jpeg(contents, channels=channels, ratio=r))
-                        for r in _RATIOS]
-            return tf.case(branches, default=lambda: tf.io.decode_jpeg(contents,
-                                                                      channels=channels))
+            # The largest ratio whose decoded image is still at least the target size; one
+            # Case op (nested conds cost a function call each, as much as a small decode).
+            fits = [tf.logical_and(shape[0] // r >= th, shape[1] // r >= tw) for r in _RATIOS]
+            branch = tf.reduce_sum(tf.cast(tf.stack(fits), tf.int32))
+            return tf.switch_case(branch, [
+                lambda r=r: tf.io.decode_jpeg(contents, channels=channels, ratio=r)
+                for r in (1, *_RATIOS)])
+
+        formats = {"jpeg" if f.lower().endswith((".jpg", ".jpeg")) else "other"
+                   for f in self._files}
 
         def decode(path: tf.Tensor) -> tf.Tensor:
             contents = tf.io.read_file(path)
-            image = tf.cond(tf.io.is_jpeg(contents), lambda: jpeg(contents),
-                            lambda: tf.io.decode_image(contents, channels=channels,
-                                                       expand_animations=False))
+            if formats == {"jpeg"}:  # no per-image format test when the names say JPEG
+                image = jpeg(contents)
+            elif "jpeg" not in formats:
+                image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
+            else:
+                image = tf.cond(tf.io.is_jpeg(contents), lambda: jpeg(contents),
+                                lambda: tf.io.decode_image(contents, channels=channels,
+                                                           expand_animations=False))
             # Mixed channel counts (without channels=) and mixed sizes (without a first
             # Resize) cannot form a batch: fail here, the Pipeline names the file.
             checks = [tf.debugging.assert_equal(tf.shape(image)[2], expected_c,
