@@ -50,3 +50,19 @@ def test_folder_tutorial_on_two_ranks(folder, tmp_path):
     assert [r["world_size"] for r in records] == [2, 2]
     assert [r["steps"] for r in records] == [12, 6]  # 400 samples, batches 32 and 64
     assert records[-1]["eval_metrics"]["accuracy"] > 0.3
+
+
+def test_a_truncated_image_ends_every_rank_naming_the_file(folder, tmp_path):
+    """A file only one rank reads fails on that rank mid-epoch: the job ends on every rank
+    (no hang), and the message names the file, epoch and step."""
+    import shutil
+
+    copy = tmp_path / "png"
+    shutil.copytree(folder, copy)
+    bad = sorted((copy / "train" / "3").iterdir())[5]
+    bad.write_bytes(bad.read_bytes()[:40])
+    proc = launch(["folder.py", "--folder", str(copy), "--source", "folder"], tmp_path, np=2,
+                  timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert str(bad) in output and "Epoch 0, train step" in output, output[-3000:]

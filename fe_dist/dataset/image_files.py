@@ -207,6 +207,11 @@ class ImageFileSource(DataSource):
         self._ensure()
         for i in np.asarray(indices).ravel():
             path = self._files[int(i)]
+            if path.lower().endswith((".jpg", ".jpeg")) and \
+                    not bool(tf.io.is_jpeg(tf.io.read_file(path))):
+                return (f"{path!r} is not a JPEG file despite its name. Convert it, rename it "
+                        f"to its format, or pass skip_bad=True to {type(self).__name__} to skip "
+                        "unreadable files (counted in the epoch record)")
             try:
                 image = _decode_eager(path, self.channels)
             except Exception as err:  # noqa: BLE001 - reported with the file
