@@ -241,11 +241,12 @@ def test_corrupt_jpeg_fails_naming_file_epoch_and_step_or_is_skipped(tmp_path):
     assert summary.records[0].steps == 4 and summary.records[0].skipped_samples == 1
 
 
-def test_a_png_named_jpg_is_named(tmp_path):
+def test_a_png_named_jpg_is_named_when_decoded_at_reduced_scale(tmp_path):
     x = _images(4)
     for i in range(4):
         _write(tmp_path / "c" / f"{i}.jpg", x[i], "png" if i == 3 else "jpg")
-    message = _fit_error({"train": LabeledDirDataset(tmp_path)}, batch=4)
+    message = _fit_error({"train": LabeledDirDataset(tmp_path)}, batch=4, size=6,
+                         ops=[Resize(inputs="x", size=(6, 6), outputs="x")])
     assert "3.jpg" in message and "not a JPEG" in message
 
 
