@@ -267,3 +267,23 @@ def test_memory_does_not_grow_over_epochs(tmp_path):
     estimator.on_epoch_end = lambda record: peaks.append(bench._rss_mb()[1])
     estimator.fit()
     assert peaks[-1] - peaks[0] < 60, peaks
+
+
+def test_micro_batches_and_eval_of_file_and_stream_sources(folder):
+    """Uneven micro-batches (gradient accumulation) of a folder are the arrays' micro-batches;
+    a stream's eval share is its contiguous slice."""
+    root, x = folder
+    order = [8, 16, 0]
+    xs = np.concatenate([x[i:i + 8] for i in order])
+    ys = np.repeat([0, 1, 2], 8)
+    files = fe.Pipeline(batch_size=8, data={"train": LabeledDirDataset(root)})
+    arrays = fe.Pipeline(batch_size=8, data={"train": {"x": xs, "y": ys}})
+    got = [b["x"] for b in files.get_train_dataset(0, 8, _ctx(2, 0), micro_batch=3)]
+    want = [b["x"] for b in arrays.get_train_dataset(0, 8, _ctx(2, 0), micro_batch=3)]
+    assert [len(g) for g in got] == [3, 1] * 3
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    stream = TFDataset(tf.data.Dataset.from_tensor_slices({"x": xs, "y": ys}))
+    pipeline = fe.Pipeline(batch_size=8, data={"train": stream, "eval": stream})
+    evals = _batches(pipeline, batch=8, ctx=_ctx(2, 1), mode="eval")
+    np.testing.assert_array_equal(np.concatenate([b["y"] for b in evals]), ys[12:])
