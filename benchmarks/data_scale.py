@@ -83,8 +83,10 @@ def generate(root: Path, images: int, classes: int = 10, seed: int = 0,
     return info
 
 
-def _program(root: str, epochs: int, batch: int, channels: int = 3, in_memory: bool = False):
-    """A LeNet run over the folder (or its images decoded into arrays)."""
+def _program(root: str, epochs: int, batch: int, channels: int = 3, in_memory: bool = False,
+             model: str = "lenet", size: int = 32):
+    """A LeNet (or the benchmark ResNet) run over the folder at ``size`` px (or over its
+    images decoded and resized once into arrays)."""
     import numpy as np
     import tensorflow as tf
 
@@ -96,16 +98,21 @@ def _program(root: str, epochs: int, batch: int, channels: int = 3, in_memory: b
     from fe_dist.op.tensorop.model import ModelOp
 
     source = LabeledDirDataset(root, channels=channels)
-    ops = [Resize(inputs="x", size=(32, 32), outputs="x"),
+    ops = [Resize(inputs="x", size=(size, size), outputs="x"),
            Scale(inputs="x", scalar=1 / 255, outputs="x")]
     if in_memory:  # the same images, resized once, as arrays: a step's input costs a gather
         x = np.stack([tf.image.resize(tf.io.decode_jpeg(tf.io.read_file(f), channels=channels),
-                                      (32, 32)).numpy() for f in source.files])
+                                      (size, size)).numpy() for f in source.files])
         source = {"x": x, "y": source.column("y")}
         ops = ops[1:]
     pipeline = fe.Pipeline(batch_size=batch, data={"train": source}, ops=ops)
-    model = fe.build(lambda: LeNet(input_shape=(32, 32, channels)), model_name="lenet",
-                     optimizer="adam", loss_name="ce")
+    if model == "lenet":
+        model_def = lambda: LeNet(input_shape=(size, size, channels))  # noqa: E731
+    else:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from workloads import small_resnet
+        model_def = lambda: small_resnet(channels)  # noqa: E731
+    model = fe.build(model_def, model_name=model, optimizer="adam", loss_name="ce")
     network = fe.Network(ops=[ModelOp(inputs="x", model=model, outputs="p"),
                               SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")])
     return fe.Estimator(pipeline=pipeline, network=network, epochs=epochs, verbose=False)
@@ -174,11 +181,12 @@ def decode(root: Path, batches: int, sizes: tuple[int, ...], batch: int = 64) ->
     return rows
 
 
-def step(root: Path, batch: int) -> dict:
-    """LeNet samples/s (second epoch) with the folder as input vs the images in memory."""
-    result = {}
+def step(root: Path, batch: int, model: str = "lenet", size: int = 32) -> dict:
+    """Samples/s (second epoch) with the folder as input vs the images in memory."""
+    result = {"model": model, "size": size, "batch": batch, "root": root.name}
     for name, in_memory in (("folder", False), ("in_memory", True)):
-        summary = _program(str(root), 2, batch, in_memory=in_memory).fit()
+        summary = _program(str(root), 2, batch, in_memory=in_memory, model=model,
+                           size=size).fit()
         result[name] = summary.records[-1].samples_per_sec
     result["ratio"] = result["folder"] / result["in_memory"]
     return result
@@ -206,10 +214,15 @@ def table(results: dict) -> str:
         for row in rows:
             lines.append(f"| {px[0]}-{px[1]}, noise +-{noise:g} | {row['size']} | {row['full']:.0f} | "
                          f"{row['dct']:.0f} | {row['speedup']:.2f} |")
-    s = results["step"]
-    lines += ["", "LeNet at 32 px, one process, one thread: samples/s with the folder as input "
-              f"{s['folder']:.0f}, with the same images in memory {s['in_memory']:.0f} "
-              f"(ratio {s['ratio']:.2f}).", ""]
+    lines += ["", "Input pipeline vs train step, one process, one thread: samples/s of the "
+              "second epoch with the folder as input (decode + Resize in tf.data) and with the "
+              "same images already decoded and resized in memory:", "",
+              "| model | px | global batch | images | folder | in memory | folder / memory |",
+              "|---|---|---|---|---|---|---|"]
+    for s in results["step"]:
+        lines.append(f"| {s['model']} | {s['size']} | {s['batch']} | {s['root']} | "
+                     f"{s['folder']:.0f} | {s['in_memory']:.0f} | {s['ratio']:.2f} |")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -248,7 +261,9 @@ def main() -> None:
         if name != "small":
             generate(root, images, px=spec["px"], noise=spec.get("noise", 12.0))
         results["decode"][name] = decode(root, 4 if args.tiny else 15, spec["sizes"])
-    results["step"] = step(smallest, args.batch if not args.tiny else 64)
+    large = Path(args.root) / f"jpeg_large_smooth_{min(1000, sizes[0]) if args.tiny else 1000}"
+    results["step"] = [step(smallest, args.batch if not args.tiny else 64),
+                       step(large, 32, model="resnet", size=64)]
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.out, "data_scale.json").write_text(json.dumps(results, indent=2))
     Path(args.out, "data_scale.md").write_text(table(results))
