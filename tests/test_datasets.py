@@ -171,6 +171,8 @@ def test_first_resize_decodes_jpeg_at_reduced_scale(tmp_path):
     diff = np.abs(small_dct - small_full)
     assert 0 < diff.mean() < 8  # a 1/4-scale decode: close to, not equal to, the full decode
     np.testing.assert_array_equal(first((60, 60), True), first((60, 60), False))  # > half
+    # By default (None) only images of 256 px and more are decoded at reduced scale.
+    np.testing.assert_array_equal(first((24, 24), None), small_full)
 
 
 def test_images_of_different_sizes_batch_after_a_first_resize(tmp_path):
@@ -245,7 +247,8 @@ def test_a_png_named_jpg_is_named_when_decoded_at_reduced_scale(tmp_path):
     x = _images(4)
     for i in range(4):
         _write(tmp_path / "c" / f"{i}.jpg", x[i], "png" if i == 3 else "jpg")
-    message = _fit_error({"train": LabeledDirDataset(tmp_path)}, batch=4, size=6,
+    message = _fit_error({"train": LabeledDirDataset(tmp_path, dct_downscale=True)}, batch=4,
+                         size=6,
                          ops=[Resize(inputs="x", size=(6, 6), outputs="x")])
     assert "3.jpg" in message and "not a JPEG" in message
 

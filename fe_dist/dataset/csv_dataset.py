@@ -27,13 +27,14 @@ class CSVDataset(ImageFileSource):
             keeps every other column.
         channels: 1 or 3 to convert every image; None keeps the stored channel count.
         skip_bad: Skip unreadable images instead of stopping (see `ImageFileSource`).
-        dct_downscale: Decode large JPEGs at reduced scale when the first op shrinks them.
+        dct_downscale: Decode JPEGs at reduced scale when the first op shrinks them to half
+            or less: True, False, or None (when the images are large, see `ImageFileSource`).
         delimiter: The CSV delimiter.
     """
 
     def __init__(self, path: str | os.PathLike, data_key: str = "x",
                  columns: Sequence[str] | None = None, channels: int | None = None,
-                 skip_bad: bool = False, dct_downscale: bool = True,
+                 skip_bad: bool = False, dct_downscale: bool | None = None,
                  delimiter: str = ",") -> None:
         super().__init__(data_key, channels, skip_bad, dct_downscale)
         self.path = Path(path)

@@ -20,6 +20,9 @@ from fe_dist.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _RATIOS = (2, 4, 8)
+# Measured (benchmarks/data_scale.py): on 64-128 px JPEGs the per-image choice of scale made
+# decode + resize 15-25 % slower; on 256-512 px ones up to 1.5x faster.
+DCT_MIN_SIDE = 256
 
 
 class ImageFileSource(DataSource):
@@ -36,18 +39,20 @@ class ImageFileSource(DataSource):
         skip_bad: Skip unreadable images (dropped from their batch, counted in the epoch
             record's ``skipped_samples``) instead of stopping with an error naming the file.
         dct_downscale: Decode JPEGs at 1/2, 1/4 or 1/8 scale when the first op resizes them
-            to that or less.
+            to that or less. None (auto): only when the first file's short side is at least
+            ``DCT_MIN_SIDE`` px and twice the target; below that the decode is so cheap that
+            choosing the scale per image costs more than it saves (README, data tables).
     """
 
     def __init__(self, data_key: str, channels: int | None, skip_bad: bool,
-                 dct_downscale: bool) -> None:
+                 dct_downscale: bool | None) -> None:
         if channels not in (None, 1, 3):
             raise ConfigError(f"{type(self).__name__}: channels must be 1 (grayscale), 3 (RGB) or "
                               f"None (as stored), got {channels!r}.")
         self.data_key = data_key
         self.channels = channels
         self.skip_bad = bool(skip_bad)
-        self.dct_downscale = bool(dct_downscale)
+        self.dct_downscale = dct_downscale
         self._files: list[str] | None = None
         self._columns: dict[str, np.ndarray] = {}
         self._first_shape: tuple[int, int, int] | None = None
@@ -158,7 +163,9 @@ class ImageFileSource(DataSource):
         expected_c = self._first_shape[2]
         op = plan.first_op
         state = {"mode": plan.mode}
-        dct = self.dct_downscale and op is not None
+        dct = op is not None and self.dct_downscale
+        if op is not None and self.dct_downscale is None:
+            dct = min(self._first_shape[:2]) >= max(DCT_MIN_SIDE, 2 * max(op.size))
 
         def jpeg(contents: tf.Tensor) -> tf.Tensor:
             if not dct:

@@ -26,12 +26,13 @@ class LabeledDirDataset(ImageFileSource):
         channels: 1 or 3 to convert every image; None keeps the stored channel count (then
             the same in every file).
         skip_bad: Skip unreadable images instead of stopping (see `ImageFileSource`).
-        dct_downscale: Decode large JPEGs at reduced scale when the first op shrinks them.
+        dct_downscale: Decode JPEGs at reduced scale when the first op shrinks them to half
+            or less: True, False, or None (when the images are large, see `ImageFileSource`).
     """
 
     def __init__(self, root: str | os.PathLike, data_key: str = "x", label_key: str = "y",
                  channels: int | None = None, skip_bad: bool = False,
-                 dct_downscale: bool = True) -> None:
+                 dct_downscale: bool | None = None) -> None:
         super().__init__(data_key, channels, skip_bad, dct_downscale)
         self.root = Path(root)
         self.label_key = label_key
