@@ -211,6 +211,7 @@ class Estimator:
                    previous: list[EpochRecord]) -> EpochRecord:
         epoch, batch = entry.epoch, entry.global_batch
         report: dict[str, Any] = {"steps": 0, "train": {}, "eval": {}}
+        skipped_before = self.pipeline.skipped("train") + self.pipeline.skipped("eval")
         tensors_before, bytes_before = self.network.traffic.read()
         start = time.perf_counter()
         timeline = {"train_start": start - self._fit_start}
@@ -228,7 +229,7 @@ class Estimator:
             step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx,
                                                sharding.micro_steps(entry, ctx.rank))
             outputs = []
-            for b in ds:
+            for b in self._batches(ds, "train", entry, ctx):
                 if step.begins_step:
                     ctx.progress(f"epoch {epoch}, train step {step.steps} (gradient allreduce)")
                     learning_rates = set_lr(step.steps)
@@ -252,13 +253,15 @@ class Estimator:
             ds = self.pipeline.get_eval_dataset(epoch, batch, ctx, max_batch=entry.micro_batch)
             step = self.network.get_eval_step(epoch, dict(ds.element_spec))
             eval_outputs = []
-            for b in ds:  # a heartbeat per batch: an eval may outlast the stall timeout
+            for b in self._batches(ds, "eval", entry, ctx):  # a heartbeat per batch: an eval may outlast the stall timeout
                 ctx.progress(f"epoch {epoch}, eval batch {len(eval_outputs)}")
                 eval_outputs.append(step(b))
             report["eval"] = _add(eval_outputs)
             report["eval_seconds"] = time.perf_counter() - eval_start
         timeline["eval_end"] = time.perf_counter() - self._fit_start
         report["timeline"] = timeline
+        report["skipped"] = (self.pipeline.skipped("train") + self.pipeline.skipped("eval")
+                             - skipped_before)
         ctx.progress(f"epoch {epoch}, the gathering of every rank's epoch report")
         record = self._record(entry, ctx.allgather_object(report, name="fe.epoch_report"), ctx)
         if ctx.is_chief and self.verbose:
@@ -282,6 +285,26 @@ class Estimator:
             # in the next collective); one failing on every rank raises as itself everywhere.
             _together(ctx, "on_epoch_end", run_callback)
         return record
+
+    def _batches(self, ds: tf.data.Dataset, mode: str, entry: EpochPlan, ctx: Context) -> Any:
+        """Iterate ``ds``; a failure to read a batch (an unreadable file) becomes a ConfigError
+        naming the file, epoch and step. It is this rank's alone (the others wait in the
+        step's allreduce), so fit() then ends the job on every rank."""
+        iterator, element = iter(ds), 0
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except tf.errors.OpError as err:
+                micro = entry.micro_batch if entry.micro_batches > 1 else None
+                explained = self.pipeline.explain_failure(
+                    err, mode, entry.epoch, element, entry.global_batch, ctx, self.seed, micro)
+                if explained is None:
+                    raise
+                raise explained from err
+            element += 1
+            yield batch
 
     def _average_model_state(self, entry: EpochPlan, ctx: Context) -> None:
         """Average each trained model's non-trainable float state (BatchNorm moving statistics)
@@ -357,7 +380,8 @@ class Estimator:
             allreduced_tensors_per_step=tensors / steps if steps else 0.0,
             allreduced_bytes_per_step=nbytes / steps if steps else 0.0,
             timeline=reports[0]["timeline"], learning_rates=reports[0]["learning_rates"],
-            micro_batches=entry.micro_batches)
+            micro_batches=entry.micro_batches,
+            skipped_samples=sum(r.get("skipped", 0) for r in reports))
 
     def _log(self, ctx: Context, line: str) -> None:
         if self.verbose and ctx.is_chief:

@@ -10,6 +10,9 @@ import numpy as np
 import tensorflow as tf
 
 from fe_dist import sharding
+from fe_dist.dataset.base import DataSource, LoadPlan
+from fe_dist.dataset.numpy_dataset import NumpyDataset
+from fe_dist.dataset.tf_dataset import TFDataset
 from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError
 from fe_dist.op.op import Op, cache_key, check_ops, run_ops
@@ -24,8 +27,10 @@ class Pipeline:
     """Data, global batch size and pipeline ops, resolved per epoch and per rank.
 
     Args:
-        data: ``{"train": {key: array}, "eval": {key: array}}``; arrays of a split share their
-            first dimension. "eval" is optional.
+        data: ``{"train": ..., "eval": ...}`` ("eval" optional), each split a dict of arrays
+            sharing their first dimension (as a `NumpyDataset`), a source from
+            ``fe_dist.dataset`` (`LabeledDirDataset`, `CSVDataset`, `TFRecordDataset`, ...), or
+            a ``tf.data.Dataset`` of dicts with a known length (as a `TFDataset`).
         batch_size: The **global** batch size (samples per optimizer step over all ranks): an int
             or a Scheduler of ints.
         ops: Tensor ops applied to whole batches in ``tf.data``; each may be a Scheduler of ops.
@@ -36,7 +41,7 @@ class Pipeline:
             and the allreduce path"); turn it on for heavy pipelines on a rank with many cores.
     """
 
-    def __init__(self, data: dict[str, dict[str, np.ndarray]],
+    def __init__(self, data: dict[str, Any],
                  batch_size: int | BaseScheduler[int],
                  ops: Sequence[Op | BaseScheduler[Op]] | None = None,
                  autotune: bool = False) -> None:
@@ -47,8 +52,7 @@ class Pipeline:
         if not isinstance(autotune, bool):
             raise ConfigError(f"Pipeline autotune must be True or False, got {autotune!r}.")
         self.autotune = autotune
-        self._tensors: dict[str, dict[str, tf.Tensor]] = {}
-        self._train: dict[tuple, tuple[tf.data.Dataset, tf.Variable]] = {}
+        self._train: dict[tuple, tuple[tf.data.Dataset, tf.Variable | None, LoadPlan]] = {}
         self._eval: dict[tuple, tf.data.Dataset] = {}
 
     # -- schedule ---------------------------------------------------------------------------------
@@ -70,11 +74,23 @@ class Pipeline:
 
     def num_samples(self, mode: str) -> int:
         """Samples in split ``mode``."""
-        return len(next(iter(self.data[mode].values())))
+        return len(self.data[mode])
 
     def data_spec(self, mode: str) -> dict[str, tuple[str, tuple[int, ...]]]:
         """{key: (dtype, per-sample shape)} of split ``mode``."""
-        return {k: (str(v.dtype), tuple(v.shape[1:])) for k, v in sorted(self.data[mode].items())}
+        return self.data[mode].spec()
+
+    def keys(self, mode: str) -> list[str]:
+        """The keys of each sample of split ``mode``."""
+        return self.data[mode].keys()
+
+    def column(self, mode: str, key: str) -> np.ndarray | None:
+        """All values of ``key`` in split ``mode`` when cheap to read (labels), else None."""
+        return self.data[mode].column(key)
+
+    def skipped(self, mode: str) -> int:
+        """Samples of split ``mode`` skipped so far as unreadable (``skip_bad``)."""
+        return self.data[mode].skipped() if mode in self.data else 0
 
     def fingerprint(self, mode: str) -> str:
         """A cheap hash of split ``mode``: keys, dtypes, shapes and `FINGERPRINT_ROWS` evenly
@@ -109,33 +125,41 @@ class Pipeline:
         ctx = ctx or get_context()
         ops = self.get_ops(epoch, "train")
         key = (global_batch, ctx.size, ctx.rank, micro_batch, cache_key(ops))
-        n = self.num_samples("train")
+        source = self.data["train"]
+        n = len(source)
+        if not source.random_access:
+            if key not in self._train:
+                steps = sharding.steps_per_epoch(n, global_batch)
+                local = sharding.per_rank_batch_sizes(global_batch, ctx.size)[ctx.rank]
+                micro = sharding.micro_batch_sizes(local, micro_batch) \
+                    if micro_batch is not None and micro_batch < local else None
+                plan = LoadPlan("train", max(ctx.threads, 1))
+                ds = source.rank_batches(global_batch, sharding.rank_chunk(
+                    global_batch, ctx.size, ctx.rank), steps, micro, plan.threads)
+                self._train[key] = (self._finish(ds, ops, "train", ctx), None, plan)
+            return self._train[key][0]
         indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch)
         if key not in self._train:
             with tf.init_scope():
                 index_var = tf.Variable(indices, trainable=False, dtype=tf.int64)
-            data = self._as_tensors("train")
             steps, local = indices.shape
-            if micro_batch is None or micro_batch >= local:
-                def gather(step: tf.Tensor) -> dict[str, tf.Tensor]:
-                    chosen = index_var[step]
-                    return {k: tf.gather(v, chosen) for k, v in data.items()}
-
-                ds = tf.data.Dataset.range(steps).map(gather)
+            uniform = micro_batch is None or micro_batch >= local
+            plan, ops = self._load_plan(source, ops, "train", ctx, local if uniform else None)
+            if uniform:
+                ds = source.load(tf.data.Dataset.range(steps), lambda step: index_var[step], plan)
             else:
                 sizes = sharding.micro_batch_sizes(local, micro_batch)
                 starts = tf.constant(np.cumsum([0] + sizes[:-1]), tf.int64)
                 lengths = tf.constant(sizes, tf.int64)
                 k = len(sizes)
 
-                def gather_micro(m: tf.Tensor) -> dict[str, tf.Tensor]:
+                def indices_of(m: tf.Tensor) -> tf.Tensor:
                     row, j = m // k, m % k
-                    chosen = index_var[row, starts[j]:starts[j] + lengths[j]]
-                    return {key: tf.gather(v, chosen) for key, v in data.items()}
+                    return index_var[row, starts[j]:starts[j] + lengths[j]]
 
-                ds = tf.data.Dataset.range(steps * k).map(gather_micro)
-            self._train[key] = (self._finish(ds, ops, "train", ctx), index_var)
-        ds, index_var = self._train[key]
+                ds = source.load(tf.data.Dataset.range(steps * k), indices_of, plan)
+            self._train[key] = (self._finish(ds, ops, "train", ctx), index_var, plan)
+        ds, index_var, _ = self._train[key]
         index_var.assign(indices)
         return ds
 
@@ -148,14 +172,64 @@ class Pipeline:
         ops = self.get_ops(epoch, "eval")
         key = (global_batch, ctx.size, ctx.rank, max_batch, cache_key(ops))
         if key not in self._eval:
-            shard = sharding.eval_shard(self.num_samples("eval"), ctx.size, ctx.rank)
+            source = self.data["eval"]
+            shard = sharding.eval_shard(len(source), ctx.size, ctx.rank)
             local_batch = max(sharding.per_rank_batch_sizes(global_batch, ctx.size)[ctx.rank], 1)
             if max_batch is not None:
                 local_batch = min(local_batch, max_batch)
-            ds = tf.data.Dataset.from_tensor_slices(
-                {k: v[shard] for k, v in self.data["eval"].items()}).batch(local_batch)
+            slices = source.eval_slices(shard) if isinstance(source, NumpyDataset) else None
+            if slices is not None:  # in memory: today's path
+                ds = tf.data.Dataset.from_tensor_slices(slices).batch(local_batch)
+            elif not source.random_access:
+                ds = source.stream().skip(shard.start).take(shard.stop - shard.start) \
+                    .batch(local_batch)
+            else:
+                plan, ops = self._load_plan(source, ops, "eval", ctx, local_batch)
+                start, stop = shard.start, shard.stop
+                batches = -(-(stop - start) // local_batch)
+                ds = source.load(tf.data.Dataset.range(batches), lambda b: tf.range(
+                    start + b * local_batch, tf.minimum(start + (b + 1) * local_batch, stop)),
+                    plan)
             self._eval[key] = self._finish(ds, ops, "eval", ctx)
         return self._eval[key]
+
+    def _load_plan(self, source: DataSource, ops: list[Op], mode: str, ctx: Context,
+                   batch: int | None) -> tuple[LoadPlan, list[Op]]:
+        """How ``source`` loads batches, and the ops left for whole batches: a source that
+        decodes files applies a first Resize per image while decoding (so it follows the
+        schedule: a new Resize is a new phase, with a new decode path)."""
+        first = ops[0] if ops and source.fuses(ops[0]) else None
+        return LoadPlan(mode, max(ctx.threads, 1), first, batch), ops[1:] if first else ops
+
+    def explain_failure(self, err: BaseException, mode: str, epoch: int, element: int,
+                        global_batch: int, ctx: Context, seed: int = 0,
+                        micro_batch: int | None = None) -> ConfigError | None:
+        """A ConfigError naming the file, epoch and step when reading batch ``element`` of
+        ``mode`` failed (an unreadable image, say); None when the source cannot tell."""
+        if not isinstance(err, tf.errors.OpError):
+            return None
+        source = self.data[mode]
+        if not source.random_access:
+            return None
+        n = len(source)
+        if mode == "train":
+            indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch)
+            local = indices.shape[1]
+            k = len(sharding.micro_batch_sizes(local, micro_batch)) \
+                if micro_batch is not None and micro_batch < local else 1
+            step = element // k
+            chosen = indices[step] if step < len(indices) else indices.ravel()
+            where = f"train step {step}"
+        else:
+            shard = sharding.eval_shard(n, ctx.size, ctx.rank)
+            chosen = np.arange(shard.start, shard.stop)
+            where = f"eval batch {element}"
+        first = self.get_ops(epoch, mode)
+        plan = LoadPlan(mode, 1, first[0] if first and source.fuses(first[0]) else None)
+        reason = source.explain(chosen, plan)
+        if reason is None:
+            return None
+        return ConfigError(f"Epoch {epoch}, {where} (rank {ctx.rank}): {reason}.")
 
     def _finish(self, ds: tf.data.Dataset, ops: list[Op], mode: str,
                 ctx: Context) -> tf.data.Dataset:
@@ -170,41 +244,27 @@ class Pipeline:
         options.autotune.enabled = self.autotune
         return ds.prefetch(tf.data.AUTOTUNE if self.autotune else PREFETCH).with_options(options)
 
-    def _as_tensors(self, mode: str) -> dict[str, tf.Tensor]:
-        if mode not in self._tensors:
-            with tf.init_scope():
-                self._tensors[mode] = {k: tf.constant(v) for k, v in self.data[mode].items()}
-        return self._tensors[mode]
 
-
-def _check_data(data: Any) -> dict[str, dict[str, np.ndarray]]:
+def _check_data(data: Any) -> dict[str, DataSource]:
     if not isinstance(data, dict) or "train" not in data:
         got = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise ConfigError(f"Pipeline data needs a 'train' split: data={{'train': {{'x': ..., 'y': "
                           f"...}}, 'eval': {{...}}}}. Got {got}.")
-    checked = {}
+    checked: dict[str, DataSource] = {}
     for mode, split in data.items():
         if mode not in MODES:
             raise ConfigError(f"Pipeline data has a split {mode!r}; fe_dist knows {MODES}. "
                               "Rename or remove it.")
         if split is None and mode == "eval":
             continue
-        if not isinstance(split, dict) or not split:
+        if isinstance(split, DataSource):
+            checked[mode] = split
+        elif isinstance(split, tf.data.Dataset):
+            checked[mode] = TFDataset(split)
+        elif isinstance(split, dict) and split:
+            checked[mode] = NumpyDataset(split, name=f"Pipeline data[{mode!r}]")
+        else:
             raise ConfigError(f"Pipeline data[{mode!r}] must be a non-empty dict of arrays "
-                              f"{{key: numpy array}}, got {type(split).__name__}.")
-        arrays = {}
-        for key, value in split.items():
-            array = np.asarray(value)
-            if array.ndim == 0:
-                raise ConfigError(f"Pipeline data[{mode!r}][{key!r}] is a scalar; give one value "
-                                  "per sample (an array whose first axis is the sample axis).")
-            arrays[key] = array
-        lengths = {k: len(v) for k, v in arrays.items()}
-        if len(set(lengths.values())) != 1:
-            raise ConfigError(f"Pipeline data[{mode!r}] arrays have different lengths {lengths}; "
-                              "every key needs one entry per sample.")
-        if next(iter(lengths.values())) == 0:
-            raise ConfigError(f"Pipeline data[{mode!r}] has no samples.")
-        checked[mode] = arrays
+                              f"{{key: numpy array}}, a fe_dist.dataset source or a "
+                              f"tf.data.Dataset of dicts, got {type(split).__name__}.")
     return checked
-

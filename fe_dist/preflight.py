@@ -88,12 +88,15 @@ def check_targets(pipeline: Any, ops: list[Op], pipeline_ops: list[Op], epoch: i
         if not isinstance(op, LossOp):
             continue
         key, pred_key = op.inputs[0], op.inputs[1]
-        if key not in pipeline.data[mode] or any(key in o.outputs for o in [*pipeline_ops, *ops]):
+        if key not in pipeline.keys(mode) or any(key in o.outputs for o in [*pipeline_ops, *ops]):
+            continue
+        values = pipeline.column(mode, key)
+        if values is None:  # not cheap to read (a stream): checked as the step runs
             continue
         writer = next((o for o in ops if pred_key in o.outputs), None)
         classes = _model_output_classes(writer.model) if isinstance(writer, ModelOp) else None
         try:
-            op.check_data(np.asarray(pipeline.data[mode][key]), classes)
+            op.check_data(np.asarray(values), classes)
         except ConfigError as err:
             raise ConfigError(f"Epoch {epoch} ({mode}): {err}") from None
 
@@ -138,7 +141,7 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
         entry = plan.epochs[epoch]
         batch = entry.global_batch
         for mode in pipeline.modes():
-            keys = check_keys(pipeline.get_ops(epoch, mode), pipeline.data[mode], epoch, mode,
+            keys = check_keys(pipeline.get_ops(epoch, mode), pipeline.keys(mode), epoch, mode,
                               "pipeline")
             if mode == "train":
                 if not network.trained_models(epoch):

@@ -34,6 +34,8 @@ class EpochRecord:
             last step.
         micro_batches: Micro-batches accumulated per optimizer step (1: no accumulation), on the
             rank with the most samples.
+        skipped_samples: Unreadable samples skipped over all ranks (train and eval), with a
+            source's ``skip_bad=True``; the steps still ran on every rank.
     """
 
     epoch: int
@@ -55,6 +57,7 @@ class EpochRecord:
     timeline: dict[str, float]
     learning_rates: dict[str, float] = dataclasses.field(default_factory=dict)
     micro_batches: int = 1
+    skipped_samples: int = 0
 
     def log_line(self) -> str:
         """The console line for this epoch."""
