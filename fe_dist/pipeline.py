@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 import hashlib
+from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -93,22 +92,12 @@ class Pipeline:
         return self.data[mode].skipped() if mode in self.data else 0
 
     def fingerprint(self, mode: str) -> str:
-        """A cheap hash of split ``mode``: keys, dtypes, shapes and `FINGERPRINT_ROWS` evenly
-        spaced rows of every key. Equal on every rank when every host holds the same data;
-        a copy with other content (same count and shapes) almost surely hashes differently.
-        Reads only the sampled rows, so it costs microseconds even on large arrays."""
-        digest = hashlib.blake2b(digest_size=8)
-        arrays = self.data[mode]
+        """A cheap hash of split ``mode``: its spec and `FINGERPRINT_ROWS` evenly spaced samples
+        as the source describes them (`DataSource.fingerprint`). Equal on every rank when every
+        host holds the same data; another copy (same count and shapes) almost surely differs."""
         n = self.num_samples(mode)
         rows = np.unique(np.linspace(0, n - 1, min(n, FINGERPRINT_ROWS)).astype(np.int64))
-        for key in sorted(arrays):
-            array = arrays[key]
-            digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
-            sample = array[rows]
-            # Object arrays (e.g. file paths as Python strings) hold pointers: hash their text.
-            digest.update(repr(sample.tolist()).encode() if array.dtype == object
-                          else np.ascontiguousarray(sample).tobytes())
-        return digest.hexdigest()
+        return hashlib.blake2b(self.data[mode].fingerprint(rows), digest_size=8).hexdigest()
 
     # -- datasets ---------------------------------------------------------------------------------
     def get_train_dataset(self, epoch: int, global_batch: int, ctx: Context | None = None,

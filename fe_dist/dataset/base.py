@@ -57,6 +57,17 @@ class DataSource:
         """All values of ``key`` when cheap to get (labels), for checks before training."""
         return None
 
+    def fingerprint(self, rows: np.ndarray) -> bytes:
+        """Bytes that identify this split's content at sample indices ``rows`` (a few evenly
+        spaced ones), cheap to compute: a host holding another copy of the data should give
+        other bytes. By default: the spec and the sampled rows of every cheap column."""
+        parts = [repr(self.spec()).encode()]
+        for key in self.keys():
+            column = self.column(key)
+            if column is not None:
+                parts.append(row_bytes(np.asarray(column)[rows]))
+        return b"|".join(parts)
+
     def fuses(self, op: Any) -> bool:
         """Whether this source applies ``op`` (an epoch's first pipeline op) while decoding."""
         return False
@@ -72,6 +83,13 @@ class DataSource:
     def skipped(self) -> int:
         """Samples skipped so far as unreadable (``skip_bad=True``)."""
         return 0
+
+
+def row_bytes(sample: np.ndarray) -> bytes:
+    """The bytes of sampled rows, for fingerprints."""
+    # Object arrays (e.g. strings) hold pointers: hash their text.
+    return repr(sample.tolist()).encode() if sample.dtype == object else \
+        np.ascontiguousarray(sample).tobytes()
 
 
 def check_sample_count(n: int, what: str) -> int:

@@ -96,6 +96,14 @@ class ImageFileSource(DataSource):
         spec[self.data_key] = ("uint8", self._first_shape)
         return dict(sorted(spec.items()))
 
+    def fingerprint(self, rows: np.ndarray) -> bytes:
+        # The sampled files' names and sizes (not their content: that would open files on
+        # every rank) and the label columns.
+        self._ensure()
+        names = [f"{os.path.basename(self._files[r])}:{os.path.getsize(self._files[r])}"
+                 for r in rows]
+        return repr(names).encode() + b"|" + super().fingerprint(rows)
+
     def column(self, key: str) -> np.ndarray | None:
         self._ensure()
         return self._columns.get(key)

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow as tf
 
-from fe_dist.dataset.base import DataSource, IndicesOf, LoadPlan
+from fe_dist.dataset.base import DataSource, IndicesOf, LoadPlan, row_bytes
 from fe_dist.errors import ConfigError
 
 
@@ -53,6 +53,11 @@ class NumpyDataset(DataSource):
 
     def spec(self) -> dict[str, tuple[str, tuple[int | None, ...]]]:
         return {k: (str(v.dtype), tuple(v.shape[1:])) for k, v in sorted(self.data.items())}
+
+    def fingerprint(self, rows: np.ndarray) -> bytes:
+        # Every array, images included: only the sampled rows are read (also from a memmap).
+        return b"|".join(f"{k}|{v.dtype.str}|{v.shape}|".encode() + row_bytes(v[rows])
+                         for k, v in sorted(self.data.items()))
 
     def column(self, key: str) -> np.ndarray | None:
         value = self.data.get(key)
