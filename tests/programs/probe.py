@@ -95,7 +95,7 @@ def main(out_dir, comm=None, max_rank_batch=None, allreduce="grouped", compressi
     checksums = [{n: checksum(m) for n, m in models.items()}]
     # The eval inputs as the pipeline ops make them (bilinear resize, then / 255), on the whole
     # eval set at once.
-    eval_data = est.pipeline.data["eval"]
+    eval_data = {key: est.pipeline.column("eval", key) for key in ("x", "y")}
     x_eval = (tf.image.resize(eval_data["x"], (12, 12)).numpy() * np.float32(1 / 255))
     eval_refs = []
 
