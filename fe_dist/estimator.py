@@ -253,7 +253,8 @@ class Estimator:
             ds = self.pipeline.get_eval_dataset(epoch, batch, ctx, max_batch=entry.micro_batch)
             step = self.network.get_eval_step(epoch, dict(ds.element_spec))
             eval_outputs = []
-            for b in self._batches(ds, "eval", entry, ctx):  # a heartbeat per batch: an eval may outlast the stall timeout
+            # A heartbeat per batch: a whole eval may outlast the stall timeout.
+            for b in self._batches(ds, "eval", entry, ctx):
                 ctx.progress(f"epoch {epoch}, eval batch {len(eval_outputs)}")
                 eval_outputs.append(step(b))
             report["eval"] = _add(eval_outputs)
