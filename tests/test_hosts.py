@@ -173,7 +173,7 @@ def test_elastic_host_lost_and_back(cluster, tmp_path):
            "--network-interface", hosts.IFACE, "--host-discovery-script", str(discover),
            "--blacklist-cooldown-range", "1", "2", sys.executable, str(PROGRAMS / "elastic.py"),
            "--scenario", "external", "--hosts-file", str(hosts_file), "--keep-host", "h0",
-           "--out", str(out), "--n-train", "2000", "--epochs", "7", "--solo-pause", "2"]
+           "--out", str(out), "--n-train", "2000", "--epochs", "9", "--solo-pause", "2"]
     start = time.monotonic()
     proc = _start(cluster, cmd)
 
