@@ -70,32 +70,52 @@ def link_throughput(cluster: hosts.Cluster, nbytes: int = 2_000_000_000) -> floa
     return received / seconds
 
 
+def launch_command(cluster: hosts.Cluster, backend: str, np_: int,
+                   program: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command (run on h0) that starts ``program`` on ``np_`` ranks, half on h0 and half
+    on h1, under ``backend``, and the environment it adds."""
+    per_host = max(np_ // 2, 1)
+    if backend == "mpi":
+        return ["mpirun", "--allow-run-as-root", "-np", str(np_), "-H",
+                f"h0:{per_host},h1:{per_host}", "--mca", "plm_rsh_agent",
+                str(cluster.bin_dir / "ssh"), "--mca", "btl_tcp_if_include", hosts.IFACE,
+                "--mca", "oob_tcp_if_include", hosts.IFACE,
+                *[a for v in ("PATH", "PYTHONPATH", "FE_DIST_THREADS", "TF_CPP_MIN_LOG_LEVEL")
+                  for a in ("-x", v)], *program], {}
+    controller = backend.split("/")[1]
+    return [str(BIN / "horovodrun"), "-np", str(np_), "-H", f"h0:{per_host},h1:{per_host}",
+            f"--{controller}", "--network-interface", hosts.IFACE, *program], \
+        {"FE_DIST_BACKEND": "horovod"}
+
+
+def run_on_h0(cluster: hosts.Cluster, cmd: list[str], extra: dict[str, str], what: str,
+              timeout: float = 600) -> str:
+    """Run ``cmd`` inside h0 (the launcher runs on one of the hosts); its output, or raise."""
+    proc = cluster.exec_in(cluster.hosts[0], cmd, env=_env(cluster, extra), cwd=REPO,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        log = proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise RuntimeError(f"{what} did not finish within {timeout} s") from None
+    if proc.returncode != 0:
+        # TensorFlow's start-up lines would push the ranks' own messages out of the tail.
+        noise = ("oneDNN", "cuda drivers", "absl::InitializeLog")
+        kept = "\n".join(line for line in log.splitlines() if not any(n in line for n in noise))
+        raise RuntimeError(f"{what} failed ({proc.returncode}):\n{kept[-4000:]}")
+    return log
+
+
 def run_backend(cluster: hosts.Cluster, backend: str, np_: int, sizes: list[float],
                 reps: int) -> dict:
-    per_host = np_ // 2
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "times.json"
         program = [sys.executable, str(HERE / "hosts_allreduce_worker.py"), "--out", str(out),
                    "--reps", str(reps), "--sizes", *map(str, sizes)]
-        if backend == "mpi":
-            cmd = ["mpirun", "--allow-run-as-root", "-np", str(np_), "-H",
-                   f"h0:{per_host},h1:{per_host}", "--mca", "plm_rsh_agent",
-                   str(cluster.bin_dir / "ssh"), "--mca", "btl_tcp_if_include", hosts.IFACE,
-                   "--mca", "oob_tcp_if_include", hosts.IFACE,
-                   *[a for v in ("PATH", "PYTHONPATH", "FE_DIST_THREADS", "TF_CPP_MIN_LOG_LEVEL")
-                     for a in ("-x", v)], *program]
-            extra = {}
-        else:
-            controller = backend.split("/")[1]
-            cmd = [str(BIN / "horovodrun"), "-np", str(np_), "-H",
-                   f"h0:{per_host},h1:{per_host}", f"--{controller}", "--network-interface",
-                   hosts.IFACE, *program]
-            extra = {"FE_DIST_BACKEND": "horovod"}
-        proc = cluster.exec_in(cluster.hosts[0], cmd, env=_env(cluster, extra), cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        log = proc.communicate(timeout=600)[0]
-        if proc.returncode != 0 or not out.exists():
-            raise RuntimeError(f"{backend} np={np_} failed:\n{log[-3000:]}")
+        cmd, extra = launch_command(cluster, backend, np_, program)
+        run_on_h0(cluster, cmd, extra, f"{backend} np={np_}")
+        if not out.exists():
+            raise RuntimeError(f"{backend} np={np_} wrote no times")
         result = json.loads(out.read_text())
     return {int(k): statistics.median(v) for k, v in result["times"].items()}
 

@@ -111,6 +111,20 @@ class Cluster:
         _run(["ip", "netns", "exec", host.netns, "ip", "link", "set", IFACE, state])
         _run(["ip", "link", "set", host.veth, state])
 
+    def crash(self, host: Host) -> list[int]:
+        """Kill every process in ``host`` except its sshd listener (the ranks, their shells and
+        ssh sessions), as a host crash would; the listener stays so the host can come back.
+        Returns the killed pids."""
+        keep = sshd_pid(host)
+        out = subprocess.run(["ip", "netns", "pids", host.netns], capture_output=True, text=True)
+        pids = [int(p) for p in out.stdout.split() if int(p) != keep]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return pids
+
     def shape(self, rate_mbit: float | None) -> None:
         """Limit every host's link to ``rate_mbit`` Mbit/s in each direction (tbf on both ends
         of each veth); None removes the limit. tbf adds no delay; netem, which would, is not

@@ -150,6 +150,70 @@ def test_partition_ends_the_job_and_the_run_resumes(cluster, tmp_path):
     assert reports[0]["weights"] == reports[1]["weights"]
 
 
+def _events(path: Path) -> list[tuple[int, int, str]]:
+    """(epoch, world size, host) lines the elastic program wrote so far."""
+    if not path.exists():
+        return []
+    return [(int(e), int(w), h) for e, w, h in
+            (line.split() for line in path.read_text().splitlines() if line.count(" ") == 2)]
+
+
+def test_elastic_host_lost_and_back(cluster, tmp_path):
+    """h1's processes are killed mid-run and the discovery drops h1: h0 goes on alone at the
+    same global batch; h1 is listed again and rejoins, synced to h0's state."""
+    hosts_file = tmp_path / "hosts.txt"
+    hosts_file.write_text("h0:1\nh1:1\n")
+    discover = tmp_path / "discover.sh"
+    discover.write_text(f"#!/bin/sh\ncat {hosts_file}\n")
+    discover.chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    events = out / "events.txt"
+    cmd = [str(BIN / "horovodrun"), "-np", "2", "--min-np", "1", "--max-np", "2", "--gloo",
+           "--network-interface", hosts.IFACE, "--host-discovery-script", str(discover),
+           "--blacklist-cooldown-range", "1", "2", sys.executable, str(PROGRAMS / "elastic.py"),
+           "--scenario", "external", "--hosts-file", str(hosts_file), "--keep-host", "h0",
+           "--out", str(out), "--n-train", "2000", "--epochs", "9", "--solo-pause", "2"]
+    start = time.monotonic()
+    proc = _start(cluster, cmd)
+
+    def wait_for(what, condition, limit=90):
+        while not condition(_events(events)):
+            if proc.poll() is not None or time.monotonic() - start > limit:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail(f"no {what} after {time.monotonic() - start:.0f} s:\n"
+                            f"{_events(events)}\n{proc.communicate()[0][-4000:]}")
+            time.sleep(0.1)
+
+    # After epoch 1 on both hosts (epoch 0 is committed everywhere by then, so h0 rolls back
+    # to a state trained on 2 ranks): h1 is dropped from the discovery and its processes die.
+    wait_for("epoch 1 on 2 ranks", lambda ev: {h for e, w, h in ev if e == 1 and w == 2}
+             == {"h0", "h1"})
+    hosts_file.write_text("h0:1\n")
+    killed = cluster.crash(cluster.hosts[1])
+    assert killed, "no processes of the rank on h1 to kill"
+    wait_for("epoch on 1 rank", lambda ev: any(w == 1 for _, w, _ in ev))
+    hosts_file.write_text("h0:1\nh1:1\n")  # h1 is back
+    code, output = _finish(proc, timeout=max(10.0, 120 - (time.monotonic() - start)))
+    assert code == 0, output[-4000:]
+    reports = read_reports(out, 2)
+    assert {r["size"] for r in reports} == {2}
+    for report in reports:
+        sizes = [r["world_size"] for r in report["records"]]
+        # 2 ranks, then h0 alone, then both again: the run ended on 2 ranks.
+        assert sizes[0] == 2 and 1 in sizes and sizes[-1] == 2, sizes
+        for record in report["records"]:  # global batch kept, per-rank batch recomputed
+            assert record["global_batch"] == {0: 32}.get(record["epoch"], 33), record
+            expected = {1: [record["global_batch"]],
+                        2: [17, 16] if record["global_batch"] == 33 else [16, 16]}
+            assert record["per_rank_batch"] == expected[record["world_size"]], record
+    assert reports[0]["records"] == reports[1]["records"]  # the returning rank was synced
+    assert reports[0]["weights"] == reports[1]["weights"]
+    # h1's ranks died, so h1 appears in the events only before the loss and after the rejoin.
+    assert [h for _, w, h in _events(events) if w == 1] and \
+        {h for _, w, h in _events(events) if w == 1} == {"h0"}
+
+
 def test_hostname_resolving_to_loopback_is_named_with_the_fix(cluster, tmp_path):
     """Last in the module: it brings the hosts up again without their own names (every host
     has this machine's hostname, which /etc/hosts resolves to 127.0.0.1)."""

@@ -15,6 +15,10 @@ Other --scenario values:
   scale-down: after epoch 0 the worker on --keep-host removes the other host from the file and
       both wait for the discovery to notice: a reset without any failure.
   reference: no events (run it as one plain process): the uninterrupted run to compare with.
+  external: the events come from outside (tests/test_hosts.py kills a host's processes and edits
+      the discovery file); every rank appends "<epoch> <world size> <host>" to <out>/events.txt
+      after each epoch so the test knows when to act, and pauses --solo-pause s after epochs on
+      one rank so the returning host can be announced before the run ends.
 """
 
 import argparse
@@ -94,6 +98,13 @@ def scenario_hook(args, est):
         est.pipeline.get_train_dataset = dying_train_dataset
 
     def on_epoch_end(record):
+        if args.scenario == "external":
+            # One short O_APPEND write per line: lines from the two hosts do not interleave.
+            with open(os.path.join(args.out, "events.txt"), "a") as f:
+                f.write(f"{record.epoch} {record.world_size} "
+                        f"{os.environ.get('HOROVOD_HOSTNAME')}\n")
+            if record.world_size == 1:
+                time.sleep(args.solo_pause)
         if args.scenario == "scale-down" and record.epoch == 0 and record.world_size == 2:
             if keep:
                 with open(args.hosts_file, "w") as f:
@@ -113,7 +124,7 @@ if __name__ == "__main__":
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--solo-pause", type=float, default=2.0)
     parser.add_argument("--scenario", default="grow-back",
-                        choices=["grow-back", "kill-epoch0", "scale-down", "reference"])
+                        choices=["grow-back", "kill-epoch0", "scale-down", "reference", "external"])
     parser.add_argument("--kill-step", type=int, default=5)
     parser.add_argument("--discovery-wait", type=float, default=4.0)
     parser.add_argument("--max-rank-batch", type=int, default=None)
