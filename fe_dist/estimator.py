@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import sys
 import time
 import traceback
 from typing import Any, Callable, TypeVar
@@ -112,6 +113,11 @@ class Estimator:
             if ctx.size > 1 and not raised_on_every_rank(err):
                 ctx.abort(f"fe_dist: rank {ctx.rank} failed: {traceback.format_exc()}"
                           f"fe_dist: ending the job (all {ctx.size} ranks).")
+            if ctx.size > 1:
+                # Said now: once one rank's process exits, the launcher may end the others
+                # before Python prints their tracebacks.
+                sys.stderr.write(f"fe_dist: rank {ctx.rank}: {type(err).__name__}: {err}\n")
+                sys.stderr.flush()
             raise
         finally:
             ctx.watch(False)
