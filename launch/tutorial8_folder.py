@@ -58,7 +58,11 @@ def main():
                         help="written by launch/export_mnist_png.py (train/ and eval/ inside)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--summary", default=None, help="write the summary JSON here (rank 0)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="fe.enable_deterministic(seed): a reproducible run")
     args = parser.parse_args()
+    if args.seed is not None:
+        fe.enable_deterministic(args.seed)
     summary = get_estimator(args.folder, args.epochs).fit()
     if args.summary and fe.distributed.get_context().is_chief:
         summary.to_json(args.summary)
