@@ -66,6 +66,17 @@ def launch(args: list[str], out_dir: Path | None, np: int = 2, launcher: str = "
                     f"stdout:\n{err.stdout}\nstderr:\n{err.stderr}")
 
 
+def discovery(tmp_path: Path, hosts: str) -> tuple[Path, Path]:
+    """(hosts file holding ``hosts``, an executable discovery script that prints it) for
+    Horovod's elastic ``--host-discovery-script``; tests rewrite the file to add or drop hosts."""
+    hosts_file = tmp_path / "hosts.txt"
+    hosts_file.write_text(hosts)
+    script = tmp_path / "discover.sh"
+    script.write_text(f"#!/bin/sh\ncat {hosts_file}\n")
+    script.chmod(0o755)
+    return hosts_file, script
+
+
 def read_reports(out_dir: Path, np: int) -> list[dict]:
     """Each rank's JSON report, in rank order."""
     reports = []

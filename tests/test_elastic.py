@@ -7,7 +7,7 @@ also train wrongly (a wrong count of micro-batches per optimizer step), not only
 import numpy as np
 import pytest
 
-from conftest import launch, read_reports
+from conftest import discovery, launch, read_reports
 
 pytestmark = pytest.mark.multirank
 
@@ -15,11 +15,7 @@ PROGRAM = ["elastic.py", "--epochs", "3", "--n-train", "1200", "--max-rank-batch
 
 
 def _elastic(tmp_path, scenario, cooldown):
-    hosts = tmp_path / "hosts.txt"
-    hosts.write_text("localhost:1\n127.0.0.1:1\n")
-    discover = tmp_path / "discover.sh"
-    discover.write_text(f"#!/bin/sh\ncat {hosts}\n")
-    discover.chmod(0o755)
+    hosts, discover = discovery(tmp_path, "localhost:1\n127.0.0.1:1\n")
     out = tmp_path / "out"
     out.mkdir()
     proc = launch([*PROGRAM, "--scenario", scenario, "--hosts-file", str(hosts)], out, np=2,

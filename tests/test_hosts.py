@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import hosts
-from conftest import BIN, REPO, read_reports
+from conftest import BIN, REPO, discovery, read_reports
 from fe_dist import checkpoint
 
 pytestmark = pytest.mark.multirank
@@ -161,11 +161,7 @@ def _events(path: Path) -> list[tuple[int, int, str]]:
 def test_elastic_host_lost_and_back(cluster, tmp_path):
     """h1's processes are killed mid-run and the discovery drops h1: h0 goes on alone at the
     same global batch; h1 is listed again and rejoins, synced to h0's state."""
-    hosts_file = tmp_path / "hosts.txt"
-    hosts_file.write_text("h0:1\nh1:1\n")
-    discover = tmp_path / "discover.sh"
-    discover.write_text(f"#!/bin/sh\ncat {hosts_file}\n")
-    discover.chmod(0o755)
+    hosts_file, discover = discovery(tmp_path, "h0:1\nh1:1\n")
     out = tmp_path / "out"
     out.mkdir()
     events = out / "events.txt"

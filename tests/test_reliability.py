@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import launch, read_reports
+from conftest import discovery, launch, read_reports
 from fe_dist import checkpoint
 
 pytestmark = pytest.mark.multirank
@@ -82,11 +82,7 @@ def test_stall_ends_the_job_with_a_message(tmp_path_factory, launcher):
 
 
 def test_elastic_shrinks_on_failure_and_grows_back(tmp_path):
-    hosts = tmp_path / "hosts.txt"
-    hosts.write_text("localhost:1\n127.0.0.1:1\n")
-    discover = tmp_path / "discover.sh"
-    discover.write_text(f"#!/bin/sh\ncat {hosts}\n")
-    discover.chmod(0o755)
+    hosts, discover = discovery(tmp_path, "localhost:1\n127.0.0.1:1\n")
     out = tmp_path / "out"
     out.mkdir()
     proc = launch(["elastic.py", "--hosts-file", str(hosts)], out, np=2, launcher="gloo",
