@@ -72,6 +72,7 @@ class NumpyOp(Op):
 
         outs = tf.numpy_function(per_sample, [*xs, state[DRAWS].seeds()],
                                  [s.dtype for s in out_specs], stateful=False)
+        outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]  # eager: one tensor
         for out, spec in zip(outs, out_specs):
             out.set_shape([xs[0].shape[0], *spec.shape])
         return outs if len(outs) > 1 else outs[0]
