@@ -74,12 +74,13 @@ class Draws:
 
     def bits(self, n: int) -> tf.Tensor:
         """uint32 ``[batch, n]``: ``n`` independent 32-bit draws per sample."""
+        # Few ops on purpose: at small batches the cost of an augmentation is mostly the
+        # number of TensorFlow ops it runs, not their size.
         low = tf.cast(tf.bitwise.bitwise_and(self.positions, 0xFFFFFFFF), tf.uint32)
         high = tf.cast(tf.bitwise.right_shift(self.positions, 32), tf.uint32)
-        per_sample = mix(tf.bitwise.bitwise_xor(mix(low + mix(high)), self.key))[:, None]
-        counters = tf.range(n, dtype=tf.int64)[None, :] * _GOLDEN
-        counters = tf.cast(tf.bitwise.bitwise_and(counters, 0xFFFFFFFF), tf.uint32)
-        return mix(mix(per_sample + counters) + self.key)
+        per_sample = mix(tf.bitwise.bitwise_xor(mix(tf.bitwise.bitwise_xor(low, self.key)), high))
+        counters = tf.constant([(i * _GOLDEN) & 0xFFFFFFFF for i in range(n)], tf.uint32)
+        return mix(per_sample[:, None] + counters[None, :])
 
     def uniform(self, n: int) -> tf.Tensor:
         """float32 ``[batch, n]`` in [0, 1) (24-bit resolution)."""

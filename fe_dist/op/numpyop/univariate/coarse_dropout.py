@@ -56,12 +56,18 @@ class CoarseDropout(BatchOp):
         shape = tf.shape(xs[0], out_type=tf.int32)
         h_img, w_img = shape[1], shape[2]
         k = self.holes[1]
-        draws = state[DRAWS]
-        count = draws.stream(0).integers(1, *self.holes)  # [batch, 1]
-        heights = draws.stream(1).integers(k, *self.heights)  # [batch, k]
-        widths = draws.stream(2).integers(k, *self.widths)
-        tops = draws.stream(3).integers(k, 0, h_img - heights)
-        lefts = draws.stream(4).integers(k, 0, w_img - widths)
+        # One draw of 1 + 4k numbers per sample: count, then k heights, widths, tops, lefts.
+        u = state[DRAWS].uniform(1 + 4 * k)
+
+        def scaled(part: tf.Tensor, low: tf.Tensor | int, high: tf.Tensor | int) -> tf.Tensor:
+            span = tf.cast(high, tf.float32) - tf.cast(low, tf.float32) + 1.0
+            return tf.cast(tf.floor(tf.cast(low, tf.float32) + part * span), tf.int32)
+
+        count = scaled(u[:, :1], *self.holes)  # [batch, 1]
+        heights = scaled(u[:, 1:1 + k], *self.heights)  # [batch, k]
+        widths = scaled(u[:, 1 + k:1 + 2 * k], *self.widths)
+        tops = scaled(u[:, 1 + 2 * k:1 + 3 * k], 0, h_img - heights)
+        lefts = scaled(u[:, 1 + 3 * k:], 0, w_img - widths)
         active = tf.range(k)[None] < count  # [batch, k]
         rows = tf.range(h_img)[None, None]  # [1, 1, H]
         cols = tf.range(w_img)[None, None]
