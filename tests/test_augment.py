@@ -48,6 +48,9 @@ def ctx(rank=0, size=1):
 def test_flip_flips_the_samples_sometimes_chooses(op, flip):
     x = images()
     assert np.array_equal(apply(op("x", "x"), {"x": x})["x"], [flip(im) for im in x])
+    # FastEstimator's per-sample call works too.
+    one = op("x", "x").forward(x[0], {"mode": "train", "rng": np.random.default_rng(0)})
+    assert np.array_equal(one, flip(x[0]))
     out = apply(Sometimes(op("x", "x"), 0.5), {"x": x})["x"]
     flipped = [np.array_equal(o, flip(im)) for o, im in zip(out, x)]
     kept = [np.array_equal(o, im) for o, im in zip(out, x)]

@@ -53,7 +53,7 @@ def check_numpy_ops(pipeline_ops: Sequence[Op], network_ops: Sequence[Op],
     if not needs_draws(pipeline_ops):
         return
     with tf.Graph().as_default():
-        store = {k: tf.compat.v1.placeholder(tf.as_dtype(dtype), [None, *shape], name=k)
+        store = {k: tf.compat.v1.placeholder(_dtype(dtype), [None, *shape], name=k)
                  for k, (dtype, shape) in spec.items()}
         batch = tf.compat.v1.placeholder(tf.int64, [], name="batch")
         draws = Draws.for_batch(tf.constant(0, tf.uint32), tf.constant(0, tf.int64), batch)
@@ -72,3 +72,10 @@ def check_numpy_ops(pipeline_ops: Sequence[Op], network_ops: Sequence[Op],
                 raise ConfigError(f"Epoch {epoch} ({mode}): {err}") from err
             except KeyError:  # a missing key: check_keys names it
                 return
+
+
+def _dtype(name: str) -> tf.DType:
+    try:
+        return tf.as_dtype(name)
+    except TypeError:  # numpy text ("<U12") or objects: strings in tf.data
+        return tf.string
