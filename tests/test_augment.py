@@ -251,14 +251,16 @@ def test_bad_dtype_and_misplaced_ops():
 
 # -- 2 ranks -------------------------------------------------------------------------------------
 def test_two_ranks_train_with_augmentation_like_one_process(tmp_path):
-    """horovodrun --gloo -np 2 and one plain process train the same program with augmentation
-    from epoch 1: both ranks end with identical weights, equal to one process's, and each rank
-    augments other samples; a bad op is refused on both ranks before training."""
+    """horovodrun --gloo -np 2 and one plain process (under enable_deterministic) train the same
+    program with augmentation from epoch 1: both ranks end with identical weights, equal to one
+    process's, and each rank augments other samples, together exactly what one process draws; a
+    bad op is refused on both ranks before training."""
     reports = {}
-    for name, np_, launcher in (("two", 2, "gloo"), ("one", 1, "python")):
+    for name, np_, launcher, extra in (("two", 2, "gloo", []),
+                                       ("one", 1, "python", ["--deterministic"])):
         out = tmp_path / name
         out.mkdir()
-        proc = launch(["augment.py"], out, np=np_, launcher=launcher, timeout=240)
+        proc = launch(["augment.py", *extra], out, np=np_, launcher=launcher, timeout=240)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         reports[name] = read_reports(out, np_)
     r0, r1 = reports["two"]

@@ -1,7 +1,8 @@
 """A small CNN trained with scheduled augmentation (Sometimes(HorizontalFlip), Rotate,
 CoarseDropout and a user NumpyOp from epoch 1). Each rank writes rank<r>.json with: the error a
 bad op (Onehot on an image key, scheduled at epoch 1) raised, its final weights, a digest of its
-first augmented training batch of epoch 1, and which samples of that batch were flipped."""
+first augmented training batch of epoch 1, and which samples of that batch were flipped.
+With --deterministic it calls fe.enable_deterministic first."""
 
 import argparse
 import hashlib
@@ -49,6 +50,8 @@ def program(ops):
 
 
 def main(args):
+    if args.deterministic:  # augmentation draws must not depend on it
+        fe.enable_deterministic(11)
     ctx = fe.distributed.get_context()
     try:
         program([Scheduler({1: Onehot("x", "x", num_classes=2)})])[2].fit()
@@ -78,4 +81,5 @@ def main(args):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
+    parser.add_argument("--deterministic", action="store_true")
     main(parser.parse_args())
