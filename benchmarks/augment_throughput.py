@@ -23,7 +23,6 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("FE_DIST_THREADS", "1")
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import fe_dist as fe  # noqa: E402

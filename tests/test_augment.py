@@ -203,7 +203,8 @@ def test_scheduled_augmentation_starts_at_its_epoch():
     op = Sometimes(HorizontalFlip("x", "x"), 0.5)
     assert op.signature() != Sometimes(HorizontalFlip("x", "x"), 0.7).signature()
     assert "numpy_op=HorizontalFlip(" in op.signature()
-    assert OneOf(HorizontalFlip("x", "x")).cache_key() == OneOf(HorizontalFlip("x", "x")).cache_key()
+    one_of = OneOf(HorizontalFlip("x", "x"))
+    assert one_of.cache_key() == OneOf(HorizontalFlip("x", "x")).cache_key()
 
 
 # -- bad input: ConfigError before training ------------------------------------------------------
