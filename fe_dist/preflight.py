@@ -151,7 +151,8 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
         keys = check_keys(pipeline.get_ops(epoch, mode), pipeline.keys(mode), epoch, mode,
                           "pipeline")
         check_numpy_ops(pipeline.get_ops(epoch, mode), network.get_ops(epoch, mode),
-                        pipeline.data_spec(mode), epoch, mode)
+                        pipeline.data_spec(mode), epoch, mode,
+                        lambda key: pipeline.column(mode, key))
         if mode == "train":
             if not network.trained_models(epoch):
                 continue

@@ -230,6 +230,8 @@ def estimator(pipe_ops, net_extra=(), x=None, epochs=3):
     ([RandomCrop("x", "x", 9, 4)], r"RandomCrop.*8x8.*smaller than the crop 9x4.*Resize"),
     ([Sometimes(CoarseDropout("x", "x", max_height=10, max_width=2), 0.5)],
      r"key 'x' holds images of 8x8, smaller than the largest hole"),
+    ([Onehot("y", "o", 8)], r"Onehot.*key 'y' holds labels from 0 to 9, outside \[0, "
+                            r"num_classes=8\)"),
     ([OneOf(HorizontalFlip("x", "x"), RandomCrop("x", "x", 4, 4))],
      r"OneOf.*key 'x' one choice gives float32\(4, 4, 1\) and another float32\(8, 8, 1\)"),
 ])

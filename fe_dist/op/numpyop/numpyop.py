@@ -82,6 +82,11 @@ class NumpyOp(Op):
         batch axis included), or None. Called before training on each signature epoch."""
         return None
 
+    def check_data(self, key: str, values: np.ndarray) -> str | None:
+        """What is wrong with all ``values`` of input ``key`` as stored in the data (read
+        before training when cheap, e.g. labels), or None."""
+        return None
+
     def _probe(self, specs: list[tf.TensorSpec]) -> list[tf.TensorSpec]:
         """Output specs (without batch axis) from one call of ``forward`` on zeros."""
         zeros = [np.zeros([1 if d is None else d for d in s.shape.as_list()],

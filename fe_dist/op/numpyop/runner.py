@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from fe_dist.errors import ConfigError
@@ -38,13 +39,24 @@ def run_pipeline_ops(ops: Sequence[Op], store: dict[str, Any], state: dict[str, 
 
 def check_numpy_ops(pipeline_ops: Sequence[Op], network_ops: Sequence[Op],
                     spec: dict[str, tuple[str, tuple[int | None, ...]]], epoch: int,
-                    mode: str) -> None:
+                    mode: str, column: Callable[[str], np.ndarray | None] | None = None) -> None:
     """Raise a ConfigError if a NumpyOp of ``pipeline_ops`` gets input it cannot handle
     (``spec``: the data's {key: (dtype, per-sample shape)}), or if one is in the Network.
 
     The pipeline ops are traced once on symbolic batches (no data is read), so each op sees the
-    dtypes and shapes the ops before it produce.
+    dtypes and shapes the ops before it produce. An op reading a key straight from the data
+    also checks its values when ``column(key)`` reads them cheaply (labels): a bad label found
+    while training would stop one rank in the middle of an epoch.
     """
+    written: set[str] = set()
+    for op in pipeline_ops:
+        if isinstance(op, NumpyOp) and column is not None:
+            for key in op.inputs:
+                values = None if key in written else column(key)
+                problem = None if values is None else op.check_data(key, np.asarray(values))
+                if problem:
+                    raise ConfigError(f"Epoch {epoch} ({mode}): pipeline op {op}: {problem}")
+        written.update(op.outputs)
     for op in network_ops:
         if isinstance(op, NumpyOp):
             raise ConfigError(f"Epoch {epoch} ({mode}): {op} is a NumpyOp in the Network ops; "

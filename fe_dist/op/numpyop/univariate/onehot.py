@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from fe_dist.errors import ConfigError
@@ -56,4 +57,14 @@ class Onehot(BatchOp):
             if per_sample not in ((), (1,)):
                 return (f"key {key!r} has per-sample shape {per_sample}; Onehot needs one class "
                         "index per sample (shape () or (1,)).")
+        return None
+
+    def check_data(self, key: str, values: np.ndarray) -> str | None:
+        if not np.issubdtype(values.dtype, np.integer) or values.size == 0:
+            return None  # check_spec names the dtype
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= self.num_classes:
+            return (f"key {key!r} holds labels from {low} to {high}, outside [0, "
+                    f"num_classes={self.num_classes}). Set num_classes to the number of "
+                    "classes, or fix the labels.")
         return None
