@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import tensorflow as tf
 
-from fe_dist import sharding
+from fe_dist import helper_models, sharding
 from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError
 from fe_dist.op.op import Op
@@ -137,6 +137,7 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
         ConfigError: naming the epoch, op, key or model, and the fix.
     """
     check_learning_rates(network, plan)
+    helpers = helper_models.find(pipeline, network)  # refuses fe.build models no ModelOp runs
     for epoch in plan.signature_epochs:
         entry = plan.epochs[epoch]
         batch = entry.global_batch
@@ -164,6 +165,7 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
             else:
                 _trace(lambda: network.get_eval_step(epoch, spec).get_concrete_function(spec),
                        epoch, mode)
+    helper_models.check_not_updated(helpers, network.compiled_graphs())
 
 
 def _element_spec(ds: tf.data.Dataset, keys: set[str], epoch: int,
