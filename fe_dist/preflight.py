@@ -165,7 +165,8 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
             else:
                 _trace(lambda: network.get_eval_step(epoch, spec).get_concrete_function(spec),
                        epoch, mode)
-    helper_models.check_not_updated(helpers, network.compiled_graphs())
+    if helpers:
+        helper_models.check_not_updated(helpers, network.compiled_graphs())
 
 
 def _element_spec(ds: tf.data.Dataset, keys: set[str], epoch: int,
