@@ -13,7 +13,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import tensorflow as tf
 
-from fe_dist import checkpoint, history, sharding
+from fe_dist import checkpoint, helper_models, history, sharding
 from fe_dist.build import optimizer_at, state_variables
 from fe_dist.determinism import reseed_models
 from fe_dist.distributed import Context, get_context, raised_on_every_rank
@@ -56,6 +56,8 @@ class Estimator:
             micro-batches of at most this size and allreduces once per optimizer step; the
             update equals the one on the whole global batch. Eval batches are at most this
             size too.
+        progress: Draw a progress bar on rank 0 during each epoch. None (default): only on a
+            terminal and not under mpirun or horovodrun, unless ``FE_DIST_PROGRESS=1`` (or 0).
     """
 
     def __init__(self, pipeline: Pipeline, network: Network, epochs: int, seed: int = 0,
@@ -65,7 +67,7 @@ class Estimator:
                  evaluate: bool | BaseScheduler = True,
                  history_dir: str | os.PathLike | None = None,
                  tensorboard_dir: str | os.PathLike | None = None,
-                 max_rank_batch: int | None = None) -> None:
+                 max_rank_batch: int | None = None, progress: bool | None = None) -> None:
         self.pipeline = pipeline
         self.network = network
         self.epochs = epochs
@@ -81,7 +83,7 @@ class Estimator:
             raise ConfigError("Estimator(tensorboard_dir=...) needs the tensorboard package, "
                               "which TensorFlow no longer installs: pip install tensorboard.")
         self._tensorboard: history.TensorBoard | None = None
-        self._progress = Progress()
+        self._progress = Progress(enabled=progress)
         self.plan: Plan | None = None
         self._fit_start = 0.0
 
@@ -241,7 +243,8 @@ class Estimator:
             return []
         meta, arrays = loaded
         checkpoint.check_compatible(meta["plan"], plan, meta["epoch"] + 1, file)
-        checkpoint.restore(self.network.models, arrays, file)
+        checkpoint.restore(self.network.models, arrays, file,
+                           helper_models.find(self.pipeline, self.network))
         self._log(ctx, f"resuming after epoch {meta['epoch']} from {file}")
         return meta["records"]
 
@@ -252,6 +255,9 @@ class Estimator:
             variables = state_variables(model)
             ctx.broadcast_variables(variables, [f"fe.init.{name}.{i}"
                                                 for i in range(len(variables))])
+        # Models the user's ops call themselves: never trained, but each rank may have built
+        # its own random weights.
+        helper_models.broadcast(ctx, helper_models.find(self.pipeline, self.network))
 
     def _run_epoch(self, entry: EpochPlan, ctx: Context,
                    previous: list[EpochRecord]) -> EpochRecord:
@@ -402,7 +408,8 @@ class Estimator:
         """Rank 0's files after an epoch: checkpoint, history, TensorBoard."""
         if self.checkpoint_dir is not None:
             checkpoint.save(self.checkpoint_dir, self.network.models, epoch, self.plan,
-                            [dataclasses.asdict(r) for r in records])
+                            [dataclasses.asdict(r) for r in records],
+                            helper_models.find(self.pipeline, self.network))
         if self.history_dir is not None:
             history.write(self.history_dir, records, self.plan.signature_epochs)
         if self.tensorboard_dir is not None:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import tensorflow as tf
 
-from fe_dist import sharding
+from fe_dist import helper_models, sharding
 from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError
 from fe_dist.op.numpyop.runner import check_numpy_ops
@@ -139,6 +139,7 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
         ConfigError: naming the epoch, op, key or model, and the fix.
     """
     check_learning_rates(network, plan)
+    helpers = helper_models.find(pipeline, network)  # refuses fe.build models no ModelOp runs
     # Train and eval at every schedule change; test once, with the last epoch's schedule
     # (Estimator.test runs it after training).
     checks = [(epoch, mode) for epoch in plan.signature_epochs
@@ -179,6 +180,8 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
         else:
             _trace(lambda: network.get_eval_step(epoch, spec, mode)
                    .get_concrete_function(spec), epoch, mode)
+    if helpers:
+        helper_models.check_not_updated(helpers, network.compiled_graphs())
 
 
 def _element_spec(ds: tf.data.Dataset, keys: set[str], epoch: int,
