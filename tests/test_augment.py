@@ -275,3 +275,30 @@ def test_two_ranks_train_with_augmentation_like_one_process(tmp_path):
     np.testing.assert_allclose(r0["weights"], reports["one"][0]["weights"], atol=1e-5)
     # One process draws, for the global batch, what the two ranks draw for their halves.
     assert reports["one"][0]["flips"] == r0["flips"] + r1["flips"]
+
+
+def test_estimator_eval_and_test_draw_from_its_seed():
+    """Eval/test augmentation draws from the Estimator's seed (it was always 0)."""
+    rng = np.random.default_rng(0)
+    split = lambda: {"x": rng.random((32, 8, 8, 1), dtype=np.float32),  # noqa: E731
+                     "y": rng.integers(0, 10, 32)}
+    model = fe.build(lambda: keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                               keras.layers.Dense(10, activation="softmax")]),
+                     model_name="m", loss_name="ce")
+    pipeline = fe.Pipeline(data={"train": split(), "eval": split(), "test": split()},
+                           batch_size=16,
+                           ops=[Sometimes(HorizontalFlip("x", "x", mode="!train"), 0.5)])
+    network = fe.Network([ModelOp(inputs="x", model=model, outputs="p"),
+                          SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")])
+    est = fe.Estimator(pipeline=pipeline, network=network, epochs=1, seed=9, verbose=False)
+    seeds = []
+    get = pipeline.get_eval_dataset
+
+    def recording(*args, **kwargs):
+        seeds.append(kwargs.get("seed", 0))
+        return get(*args, **kwargs)
+
+    pipeline.get_eval_dataset = recording
+    est.fit()
+    est.test()
+    assert seeds[-2:] == [9, 9]  # the eval of epoch 0, then test (preflight's come first)
