@@ -30,15 +30,17 @@ def path(directory: str | os.PathLike) -> Path:
 
 
 def save(directory: str | os.PathLike, models: dict[str, Any], epoch: int, plan: Plan,
-         records: list[dict[str, Any]]) -> Path:
-    """Write the state after ``epoch`` (atomic replace of the previous checkpoint)."""
+         records: list[dict[str, Any]], traces: list[dict[str, Any]] | None = None) -> Path:
+    """Write the state after ``epoch`` (atomic replace of the previous checkpoint); ``traces``
+    is the traces' state (`Traces.get_state`, JSON-ready)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for name, model in sorted(models.items()):
         for i, var in enumerate(state_variables(model)):
             arrays[f"{name}/{i}"] = np.asarray(var)
-    meta = {"format": FORMAT, "epoch": epoch, "plan": plan.to_dict(), "records": records}
+    meta = {"format": FORMAT, "epoch": epoch, "plan": plan.to_dict(), "records": records,
+            "traces": traces or []}
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     final = path(directory)
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")

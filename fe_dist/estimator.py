@@ -26,6 +26,9 @@ from fe_dist.progress import Progress
 from fe_dist.schedule import (BaseScheduler, EpochPlan, Plan, build_plan, first_difference,
                               resolve, warmup_length)
 from fe_dist.summary import EpochRecord, Summary, schedule_table
+from fe_dist.trace.adapt import LRScheduler
+from fe_dist.trace.runner import Traces, split_logged
+from fe_dist.trace.trace import Data, System
 
 T = TypeVar("T")
 
@@ -55,6 +58,8 @@ class Estimator:
             micro-batches of at most this size and allreduces once per optimizer step; the
             update equals the one on the whole global batch. Eval batches are at most this
             size too.
+        traces: `fe_dist.trace.Trace` objects (each may be a Scheduler of traces), run on every
+            rank; see the README's "Traces".
     """
 
     def __init__(self, pipeline: Pipeline, network: Network, epochs: int, seed: int = 0,
@@ -64,7 +69,8 @@ class Estimator:
                  evaluate: bool | BaseScheduler = True,
                  history_dir: str | os.PathLike | None = None,
                  tensorboard_dir: str | os.PathLike | None = None,
-                 max_rank_batch: int | None = None) -> None:
+                 max_rank_batch: int | None = None,
+                 traces: list[Any] | None = None) -> None:
         self.pipeline = pipeline
         self.network = network
         self.epochs = epochs
@@ -76,6 +82,17 @@ class Estimator:
         self.history_dir = history_dir
         self.tensorboard_dir = tensorboard_dir
         self.max_rank_batch = max_rank_batch
+        self.traces = Traces(traces)
+        for item in self.traces.items:
+            if isinstance(item, BaseScheduler) and any(
+                    isinstance(t, LRScheduler) for t in item.get_all_values()):
+                raise ConfigError("An LRScheduler cannot be in a Scheduler: its lr_fn already "
+                                  "gives the rate by epoch or step. Give it to traces directly.")
+            if isinstance(item, LRScheduler):
+                item.install()  # before the plan: the model's lr schedule is part of it
+        self._system: System | None = None
+        self._stopped = False
+        self._restored_traces: list[dict[str, Any]] | None = None
         if tensorboard_dir is not None and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("Estimator(tensorboard_dir=...) needs the tensorboard package, "
                               "which TensorFlow no longer installs: pip install tensorboard.")
@@ -126,6 +143,8 @@ class Estimator:
         start = self._fit_start = time.perf_counter()
         records: list[EpochRecord] = []
         pending_resume = [resume]  # rank 0 restores the checkpoint in the first sync only
+        began = [False]  # the traces' on_begin ran
+        self._stopped = False
 
         def sync() -> None:
             """Bring every rank to rank 0's plan and state: before training, and again after
@@ -143,10 +162,10 @@ class Estimator:
             self._log(ctx, schedule_table(plan))
             ctx.progress("the checks and compilation of each schedule phase")
             _together(ctx, "preflight",
-                      lambda: run_preflight(self.pipeline, self.network, plan, ctx))
+                      lambda: run_preflight(self.pipeline, self.network, plan, ctx, self.traces))
             restored = _together(ctx, "resume", lambda: self._restore_checkpoint(
                 ctx, plan) if pending_resume[0] and ctx.is_chief else None)
-            pending_resume[0] = False
+            resuming, pending_resume[0] = pending_resume[0], False
             if restored is not None:
                 records[:] = [EpochRecord(**r) for r in restored]
             ctx.progress("the broadcast of the start state")
@@ -155,9 +174,20 @@ class Estimator:
                 saved = ctx.broadcast_object([dataclasses.asdict(r) for r in records],
                                              name="fe.records")
                 records[:] = [EpochRecord(**r) for r in saved]
+            if self.traces:
+                self._system = System(ctx)
+                self.traces.attach(self._system)
+                if resuming:  # rank 0 read the checkpoint: every rank gets its traces' state
+                    state = ctx.broadcast_object(self._restored_traces if ctx.is_chief else None,
+                                                 name="fe.trace_state")
+                    self.traces.set_state(state)
 
         def train(commit: Callable[[], None]) -> None:
-            while len(records) < self.epochs:
+            if self.traces and not began[0]:
+                began[0] = True
+                self._system.mode = "train"
+                self._trace_hook("on_begin", self.traces.all, Data(), len(records))
+            while len(records) < self.epochs and not self._stopped:
                 records.append(self._run_epoch(self.plan.epochs[len(records)], ctx, records))
                 commit()  # elastic runs roll back to here when a rank fails
 
@@ -173,6 +203,9 @@ class Estimator:
             records[:] = saved_records
 
         ctx.run_elastic(train, sync=sync, snapshot=snapshot, restore=restore)
+        if self.traces:
+            self._system.mode = "train"
+            self._trace_hook("on_end", self.traces.all, Data(), len(records) - 1)
         return Summary(records=records, backend=ctx.backend, world_size=ctx.size,
                        signature_epochs=self.plan.signature_epochs,
                        total_seconds=time.perf_counter() - start,
@@ -203,6 +236,7 @@ class Estimator:
         checkpoint.check_compatible(meta["plan"], plan, meta["epoch"] + 1, file)
         checkpoint.restore(self.network.models, arrays, file)
         self._log(ctx, f"resuming after epoch {meta['epoch']} from {file}")
+        self._restored_traces = meta.get("traces", [])
         return meta["records"]
 
     def _broadcast_start_state(self, ctx: Context) -> None:
@@ -222,6 +256,8 @@ class Estimator:
         start = time.perf_counter()
         timeline = {"train_start": start - self._fit_start}
         learning_rates: dict[str, float] = {}
+        trace_logs: dict[str, Any] = {}  # what traces wrote with write_with_log
+        eval_traces = self.traces.active(epoch, "eval") if entry.evaluate else []
         # Dropout masks and random layers draw from (seed, rank, epoch): different on every rank.
         # Only trained models draw (frozen and eval-only models run in inference mode), and the
         # others must stay untouched to the bit.
@@ -232,14 +268,25 @@ class Estimator:
                                                  micro_batch=micro)
             global_batch = tf.constant(batch, tf.float32)
             set_lr = self._lr_setter(entry)
+            traces = self.traces.active(epoch, "train")
             step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx,
-                                               sharding.micro_steps(entry, ctx.rank))
+                                               sharding.micro_steps(entry, ctx.rank),
+                                               self.traces.keep(epoch, "train"))
+            first_step = sum(e.steps for e in self.plan.epochs[:epoch])
+            if traces:
+                self._system.global_step = first_step
+                self._trace_hook("on_epoch_begin", traces, Data(), epoch, "train")
             outputs = []
             for b in self._batches(ds, "train", entry, ctx):
                 if step.begins_step:
                     ctx.progress(f"epoch {epoch}, train step {step.steps} (gradient allreduce)")
                     learning_rates = set_lr(step.steps)
+                if traces:  # once per batch (per micro-batch under accumulation)
+                    self.traces.run_batch_hook("on_batch_begin", traces, Data())
                 outputs.append(step(b, global_batch))
+                if traces:
+                    self._system.global_step = first_step + step.steps
+                    self.traces.run_batch_hook("on_batch_end", traces, _numpy(step.values))
                 if len(outputs) == 1:  # wait for the first step: its time shows rebuild costs
                     tf.nest.map_structure(lambda t: t.numpy(), outputs[0])
                     timeline["first_step_end"] = time.perf_counter() - self._fit_start
@@ -247,6 +294,9 @@ class Estimator:
                     self._progress.update(epoch, step.steps, entry.steps)
             report["steps"] = step.steps
             report["train"] = _add(outputs)
+            if traces:
+                trace_logs.update(self._trace_hook("on_epoch_end", traces, Data(), epoch,
+                                                   "train"))
         report["learning_rates"] = learning_rates
         self._average_model_state(entry, ctx)
         report["train_seconds"] = time.perf_counter() - start
@@ -257,12 +307,19 @@ class Estimator:
             ctx.progress(f"epoch {epoch}, eval")
             eval_start = time.perf_counter()
             ds = self.pipeline.get_eval_dataset(epoch, batch, ctx, max_batch=entry.micro_batch)
-            step = self.network.get_eval_step(epoch, dict(ds.element_spec))
+            step = self.network.get_eval_step(epoch, dict(ds.element_spec),
+                                              self.traces.keep(epoch, "eval"))
+            if eval_traces:
+                self._trace_hook("on_epoch_begin", eval_traces, Data(), epoch, "eval")
             eval_outputs = []
             # A heartbeat per batch: a whole eval may outlast the stall timeout.
             for b in self._batches(ds, "eval", entry, ctx):
                 ctx.progress(f"epoch {epoch}, eval batch {len(eval_outputs)}")
+                if eval_traces:
+                    self.traces.run_batch_hook("on_batch_begin", eval_traces, Data())
                 eval_outputs.append(step(b))
+                if eval_traces:
+                    self.traces.run_batch_hook("on_batch_end", eval_traces, _numpy(step.values))
             report["eval"] = _add(eval_outputs)
             report["eval_seconds"] = time.perf_counter() - eval_start
         timeline["eval_end"] = time.perf_counter() - self._fit_start
@@ -271,6 +328,16 @@ class Estimator:
                              - skipped_before)
         ctx.progress(f"epoch {epoch}, the gathering of every rank's epoch report")
         record = self._record(entry, ctx.allgather_object(report, name="fe.epoch_report"), ctx)
+        if eval_traces:
+            # After the gather: the eval traces see the losses over the whole eval set.
+            trace_logs.update(self._trace_hook("on_epoch_end", eval_traces,
+                                               Data(record.eval_metrics), epoch, "eval"))
+        if trace_logs:
+            scalars, arrays = split_logged(trace_logs)
+            record.eval_metrics.update(scalars)
+            record.eval_arrays.update(arrays)
+        if self._system is not None and self._system.stop_training:
+            self._stopped = True  # the same on every rank (checked by the traces' agreement)
         if ctx.is_chief and self.verbose:
             self._progress.clear()
         self._log(ctx, record.log_line())
@@ -354,7 +421,8 @@ class Estimator:
         """Rank 0's files after an epoch: checkpoint, history, TensorBoard."""
         if self.checkpoint_dir is not None:
             checkpoint.save(self.checkpoint_dir, self.network.models, epoch, self.plan,
-                            [dataclasses.asdict(r) for r in records])
+                            [dataclasses.asdict(r) for r in records],
+                            self.traces.get_state() if self.traces else None)
         if self.history_dir is not None:
             history.write(self.history_dir, records, self.plan.signature_epochs)
         if self.tensorboard_dir is not None:
@@ -390,6 +458,14 @@ class Estimator:
             micro_batches=entry.micro_batches,
             skipped_samples=sum(r.get("skipped", 0) for r in reports))
 
+    def _trace_hook(self, hook: str, traces: list[Any], data: Data, epoch: int,
+                    mode: str = "train") -> dict[str, Any]:
+        """Run an epoch-level hook of ``traces`` on every rank (agreed); what they logged."""
+        system = self._system
+        system.epoch_idx, system.mode = epoch, mode
+        system._ctx.progress(f"epoch {epoch}, the traces' {hook} ({mode})")
+        return self.traces.run_epoch_hook(hook, traces, data, system)
+
     def _log(self, ctx: Context, line: str) -> None:
         if self.verbose and ctx.is_chief:
             print(line, flush=True)
@@ -404,6 +480,11 @@ def _together(ctx: Context, what: str, fn: Callable[[], T]) -> T:
         error = err
     ctx.agree(error, what)
     return result
+
+
+def _numpy(values: dict[str, tf.Tensor]) -> Data:
+    """A step's kept batch values as numpy, for the traces' on_batch_end."""
+    return Data({k: v.numpy() for k, v in values.items()})
 
 
 def _add(outputs: list[dict[str, tf.Tensor]]) -> dict[str, float]:

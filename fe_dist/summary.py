@@ -36,6 +36,8 @@ class EpochRecord:
             rank with the most samples.
         skipped_samples: Unreadable samples skipped over all ranks (train and eval), with a
             source's ``skip_bad=True``; the steps still ran on every rank.
+        eval_arrays: Metrics that are arrays (a confusion matrix, per-class scores), written by
+            traces, as nested lists; scalar trace outputs are in ``eval_metrics``.
     """
 
     epoch: int
@@ -58,6 +60,7 @@ class EpochRecord:
     learning_rates: dict[str, float] = dataclasses.field(default_factory=dict)
     micro_batches: int = 1
     skipped_samples: int = 0
+    eval_arrays: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def log_line(self) -> str:
         """The console line for this epoch."""
