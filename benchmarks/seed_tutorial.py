@@ -39,7 +39,7 @@ def main() -> None:
         runs.append({"fit_wall_s": wall,
                      "epochs": [{"epoch": r.epoch, "seconds": r.seconds,
                                  "samples_per_sec": r.samples_per_sec,
-                                 "accuracy": r.eval_metrics.get("accuracy")}
+                                 "accuracy": r.eval_metrics.get("my_loss_accuracy")}
                                 for r in summary.records]})
         for r in runs[-1]["epochs"]:
             print(f"run {run} epoch {r['epoch']}: {r['seconds']:.2f} s/train epoch, "

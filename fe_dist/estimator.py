@@ -25,6 +25,7 @@ from fe_dist.preflight import run_preflight
 from fe_dist.progress import Progress
 from fe_dist.schedule import (BaseScheduler, EpochPlan, Plan, build_plan, first_difference,
                               resolve, warmup_length)
+from fe_dist.schedule.plan import check_eval_batch
 from fe_dist.summary import EpochRecord, Summary, schedule_table
 from fe_dist.trace.adapt import LRScheduler
 from fe_dist.trace.runner import Traces, split_logged
@@ -119,10 +120,65 @@ class Estimator:
         """
         if resume and self.checkpoint_dir is None:
             raise ConfigError("fit(resume=True) needs Estimator(checkpoint_dir=...) to read from.")
+        return self._run(lambda ctx: self._fit(ctx, resume))
+
+    def test(self) -> dict[str, float]:
+        """Evaluate on the whole "test" split, sharded over the ranks, with the schedule of the
+        last epoch (its ops, models and the "test" batch size); returns the same metrics on
+        every rank: each loss and loss metric averaged over every test sample, and what the
+        traces active in "test" mode write (scalars as floats, arrays such as a confusion matrix
+        as nested lists). Those traces' on_begin, epoch and batch hooks and on_end run with
+        ``system.mode == "test"``.
+
+        After `fit` it tests the trained models. Called alone (e.g. after
+        ``fit(resume=True)`` in another run, or on weights the program loaded), every rank
+        first agrees on rank 0's plan, checks it, and takes rank 0's weights.
+        """
+        if "test" not in self.pipeline.modes():
+            raise ConfigError("Estimator.test() needs a 'test' split: Pipeline(data={'train': "
+                              "..., 'eval': ..., 'test': {...}}).")
+        return self._run(self._test)
+
+    def _test(self, ctx: Context) -> dict[str, float]:
+        if self.plan is None:
+            self.plan = self._agree_on_plan(ctx)
+            _together(ctx, "preflight", lambda: run_preflight(
+                self.pipeline, self.network, self.plan, ctx, self.traces))
+            self._broadcast_start_state(ctx)
+        entry = self.plan.epochs[-1]
+        batch = _together(ctx, "test batch size", lambda: check_eval_batch(
+            self.pipeline.get_batch_size(entry.epoch, "test"), entry.epoch, "test"))
+        start = time.perf_counter()
+        traces = self.traces.active(entry.epoch, "test")
+        if traces:
+            if self._system is None:
+                self._system = System(ctx)
+                self.traces.attach(self._system)
+            self._trace_hook("on_begin", traces, Data(), entry.epoch, "test")
+        local = self._evaluate("test", entry, batch, ctx, traces)
+        ctx.progress("the gathering of every rank's test sums")
+        sums = _sum_dicts(ctx.allgather_object(local, name="fe.test_report"))
+        count = sums.pop("count", 0.0)
+        metrics: dict[str, Any] = {k: v / count for k, v in sums.items()}
+        if traces:
+            scalars, arrays = split_logged(self._trace_hook(
+                "on_epoch_end", traces, Data(metrics), entry.epoch, "test"))
+            self._trace_hook("on_end", traces, Data(), entry.epoch, "test")
+            metrics.update(scalars)
+        self._log(ctx, f"test (epoch {entry.epoch}'s schedule, {int(count)} samples): "
+                       + " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+                       + f" | {time.perf_counter() - start:.2f} s")
+        if traces:
+            metrics.update(arrays)
+        return metrics
+
+    def _run(self, work: Callable[[Context], T]) -> T:
+        """Run ``work`` on every rank with the stall watchdog on, and end the whole job when
+        it fails on this rank alone."""
         ctx = get_context()
         ctx.watch(True)
         try:
-            return self._fit(ctx, resume)
+            return work(ctx)
         except Exception as err:
             # An error on this rank alone (e.g. in a train step) leaves the other ranks waiting
             # in a collective: end the job now. Errors every rank raised together (ctx.agree:
@@ -304,23 +360,9 @@ class Estimator:
         tensors_after, bytes_after = self.network.traffic.read()
         report["reduced"] = (tensors_after - tensors_before, bytes_after - bytes_before)
         if entry.evaluate:
-            ctx.progress(f"epoch {epoch}, eval")
             eval_start = time.perf_counter()
-            ds = self.pipeline.get_eval_dataset(epoch, batch, ctx, max_batch=entry.micro_batch)
-            step = self.network.get_eval_step(epoch, dict(ds.element_spec),
-                                              self.traces.keep(epoch, "eval"))
-            if eval_traces:
-                self._trace_hook("on_epoch_begin", eval_traces, Data(), epoch, "eval")
-            eval_outputs = []
-            # A heartbeat per batch: a whole eval may outlast the stall timeout.
-            for b in self._batches(ds, "eval", entry, ctx):
-                ctx.progress(f"epoch {epoch}, eval batch {len(eval_outputs)}")
-                if eval_traces:
-                    self.traces.run_batch_hook("on_batch_begin", eval_traces, Data())
-                eval_outputs.append(step(b))
-                if eval_traces:
-                    self.traces.run_batch_hook("on_batch_end", eval_traces, _numpy(step.values))
-            report["eval"] = _add(eval_outputs)
+            report["eval"] = self._evaluate("eval", entry, entry.eval_batch or batch, ctx,
+                                            eval_traces)
             report["eval_seconds"] = time.perf_counter() - eval_start
         timeline["eval_end"] = time.perf_counter() - self._fit_start
         report["timeline"] = timeline
@@ -359,6 +401,31 @@ class Estimator:
             # in the next collective); one failing on every rank raises as itself everywhere.
             _together(ctx, "on_epoch_end", run_callback)
         return record
+
+    def _evaluate(self, mode: str, entry: EpochPlan, global_batch: int,
+                  ctx: Context, traces: list[Any] | None = None) -> dict[str, float]:
+        """This rank's sums over its shard of split ``mode`` ("eval" or "test") with the ops of
+        ``entry``'s epoch: loss and metric sums, and "count" (samples). Runs the ``traces``'
+        on_epoch_begin and batch hooks; the caller runs their on_epoch_end once the sums are
+        gathered."""
+        epoch = entry.epoch
+        ctx.progress(f"epoch {epoch}, {mode}")
+        ds = self.pipeline.get_eval_dataset(epoch, global_batch, ctx,
+                                            max_batch=entry.micro_batch, mode=mode)
+        step = self.network.get_eval_step(epoch, dict(ds.element_spec), mode,
+                                          self.traces.keep(epoch, mode) if traces else ())
+        if traces:
+            self._trace_hook("on_epoch_begin", traces, Data(), epoch, mode)
+        outputs = []
+        # A heartbeat per batch: a whole eval may outlast the stall timeout.
+        for b in self._batches(ds, mode, entry, ctx):
+            ctx.progress(f"epoch {epoch}, {mode} batch {len(outputs)}")
+            if traces:
+                self.traces.run_batch_hook("on_batch_begin", traces, Data())
+            outputs.append(step(b))
+            if traces:
+                self.traces.run_batch_hook("on_batch_end", traces, _numpy(step.values))
+        return _add(outputs)
 
     def _batches(self, ds: tf.data.Dataset, mode: str, entry: EpochPlan, ctx: Context) -> Any:
         """Iterate ``ds``; a failure to read a batch (an unreadable file) becomes a ConfigError

@@ -203,30 +203,31 @@ class Network:
                     for v in model.trainable_variables]
         return self._accumulated[model.model_name]
 
-    def get_eval_step(self, epoch: int, spec: Spec, keep: tuple[str, ...] = ()) -> "EvalStep":
-        """The compiled eval step for ``epoch``: loss and metric sums plus the sample count;
-        ``keep`` names batch keys it also returns, for traces (`EvalStep.values`)."""
-        ops = self.get_ops(epoch, "eval")
-        key = ("eval", cache_key(ops), (), _spec_key(spec), tuple(keep))
+    def get_eval_step(self, epoch: int, spec: Spec, mode: str = "eval",
+                      keep: tuple[str, ...] = ()) -> "EvalStep":
+        """The compiled eval step for ``epoch``'s ops of ``mode`` ("eval" or "test"): loss and
+        metric sums plus the sample count; ``keep`` names batch keys it also returns, for
+        traces (`EvalStep.values`)."""
+        ops = self.get_ops(epoch, mode)
+        key = (mode, cache_key(ops), (), _spec_key(spec), tuple(keep))
         if key not in self._steps:
-            self._steps[key] = self._compile_eval(key, ops, spec, tuple(keep))
+            self._steps[key] = self._compile_eval(key, ops, spec, mode, tuple(keep))
         return EvalStep(self._steps[key])
 
-    def _compile_eval(self, key: tuple, ops: list[Op], spec: Spec,
+    def _compile_eval(self, key: tuple, ops: list[Op], spec: Spec, mode: str,
                       keep: tuple[str, ...]) -> Callable:
         loss_ops = [op for op in ops if isinstance(op, LossOp)]
 
         def eval_step(batch: dict[str, tf.Tensor]) -> dict:
             self.trace_counts[key] += 1
-            store = run_ops(ops, dict(batch), {"mode": "eval"})
+            store = run_ops(ops, dict(batch), {"mode": mode})
             sums = {"count": tf.cast(tf.shape(next(iter(batch.values())))[0], tf.float32)}
             for op in loss_ops:
                 loss_key = op.outputs[0]
                 sums[loss_key] = tf.reduce_sum(_per_sample(store, loss_key, ops, batch))
                 y_true, y_pred = (store[k] for k in op.inputs)
                 for name, values in op.per_sample_metrics(y_true, y_pred).items():
-                    sums[name if len(loss_ops) == 1 else f"{loss_key}_{name}"] = \
-                        tf.reduce_sum(values)
+                    sums[metric_name(loss_key, name)] = tf.reduce_sum(values)
             return sums, {k: store[k] for k in keep}
 
         return tf.function(eval_step, input_signature=(spec,))
@@ -327,6 +328,13 @@ def _per_sample(store: dict[str, tf.Tensor], key: str, ops: list[Op],
             "reduction='none' for a Keras loss): fe_dist averages them over the global batch "
             "itself, so the result is the same on any number of ranks.")
     return tf.reshape(value, [-1])
+
+
+def metric_name(loss_key: str, name: str) -> str:
+    """The record key of metric ``name`` that the loss op writing ``loss_key`` computes, e.g.
+    "ce_accuracy": the same whatever other loss ops the epoch runs, and apart from a trace's
+    own "accuracy"."""
+    return f"{loss_key}_{name}"
 
 
 def _spec_key(spec: Spec) -> tuple:

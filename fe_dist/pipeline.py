@@ -17,7 +17,7 @@ from fe_dist.errors import ConfigError
 from fe_dist.op.op import Op, cache_key, check_ops, run_ops
 from fe_dist.schedule import BaseScheduler, get_current_items, resolve
 
-MODES = ("train", "eval")
+MODES = ("train", "eval", "test")
 FINGERPRINT_ROWS = 64  # rows hashed per key: evenly spaced, first and last included
 PREFETCH = 2  # batches ready ahead of the step when autotune is off: one in use, one ahead
 
@@ -26,12 +26,16 @@ class Pipeline:
     """Data, global batch size and pipeline ops, resolved per epoch and per rank.
 
     Args:
-        data: ``{"train": ..., "eval": ...}`` ("eval" optional), each split a dict of arrays
+        data: ``{"train": ..., "eval": ..., "test": ...}`` ("eval" and "test" optional; "test"
+            is read by `Estimator.test`), each split a dict of arrays
             sharing their first dimension (as a `NumpyDataset`), a source from
             ``fe_dist.dataset`` (`LabeledDirDataset`, `CSVDataset`, `TFRecordDataset`, ...), or
             a ``tf.data.Dataset`` of dicts with a known length (as a `TFDataset`).
-        batch_size: The **global** batch size (samples per optimizer step over all ranks): an int
-            or a Scheduler of ints.
+        batch_size: The **global** batch size (samples per optimizer step over all ranks): an int,
+            a Scheduler of ints, or per mode ``{"train": ..., "eval": ..., "test": ...}`` (each
+            an int or a Scheduler of ints; a Scheduler of such dicts works too). A mode left
+            out of the dict uses the train batch size. Eval and test batches only set how many
+            samples each rank evaluates at once; their metrics cover the whole split either way.
         ops: Tensor ops applied to whole batches in ``tf.data``; each may be a Scheduler of ops.
         autotune: Let ``tf.data`` autotune map parallelism and prefetch depth. Off by default:
             each rank then maps with its own thread budget (``Context.threads``) and prefetches
@@ -55,9 +59,19 @@ class Pipeline:
         self._eval: dict[tuple, tf.data.Dataset] = {}
 
     # -- schedule ---------------------------------------------------------------------------------
-    def get_batch_size(self, epoch: int) -> Any:
-        """The global batch size scheduled at ``epoch`` (not yet validated)."""
-        return resolve(self.batch_size, epoch)
+    def get_batch_size(self, epoch: int, mode: str = "train") -> Any:
+        """The global batch size of ``mode`` scheduled at ``epoch`` (not yet validated)."""
+        value = resolve(self.batch_size, epoch)
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(MODES))
+            if unknown:
+                raise ConfigError(f"Pipeline batch_size has modes {unknown}; fe_dist knows "
+                                  f"{MODES}. Example: batch_size={{'train': 32, 'eval': 256}}.")
+            if "train" not in value:
+                raise ConfigError(f"Pipeline batch_size {value!r} has no 'train' entry. Give the "
+                                  "training batch size, e.g. {'train': 32, 'eval': 256}.")
+            value = resolve(value.get(mode, value["train"]), epoch)
+        return value
 
     def get_ops(self, epoch: int, mode: str) -> list[Op]:
         """Ops active at ``epoch`` in ``mode``."""
@@ -65,10 +79,11 @@ class Pipeline:
 
     def scheduled_items(self) -> list[Any]:
         """Everything that may change by epoch, for signature epochs."""
-        return [self.batch_size, *self.ops]
+        per_mode = self.batch_size.values() if isinstance(self.batch_size, dict) else []
+        return [self.batch_size, *per_mode, *self.ops]
 
     def modes(self) -> list[str]:
-        """The data splits present ("train", and "eval" when given)."""
+        """The data splits present ("train", and "eval" and "test" when given)."""
         return [m for m in MODES if m in self.data]
 
     def num_samples(self, mode: str) -> int:
@@ -153,15 +168,16 @@ class Pipeline:
         return ds
 
     def get_eval_dataset(self, epoch: int, global_batch: int, ctx: Context | None = None,
-                         max_batch: int | None = None) -> tf.data.Dataset:
-        """This rank's contiguous share of the eval set, batched by its per-rank batch size,
-        or by ``max_batch`` when that is smaller (``Estimator(max_rank_batch=...)``: eval
-        needs no accumulation, only smaller batches to fit in memory)."""
+                         max_batch: int | None = None, mode: str = "eval") -> tf.data.Dataset:
+        """This rank's contiguous share of split ``mode`` ("eval" or "test"), batched by its
+        per-rank batch size, or by ``max_batch`` when that is smaller
+        (``Estimator(max_rank_batch=...)``: eval needs no accumulation, only smaller batches to
+        fit in memory)."""
         ctx = ctx or get_context()
-        ops = self.get_ops(epoch, "eval")
-        key = (global_batch, ctx.size, ctx.rank, max_batch, cache_key(ops))
+        ops = self.get_ops(epoch, mode)
+        key = (mode, global_batch, ctx.size, ctx.rank, max_batch, cache_key(ops))
         if key not in self._eval:
-            source = self.data["eval"]
+            source = self.data[mode]
             shard = sharding.eval_shard(len(source), ctx.size, ctx.rank)
             local_batch = max(sharding.per_rank_batch_sizes(global_batch, ctx.size)[ctx.rank], 1)
             if max_batch is not None:
@@ -173,13 +189,13 @@ class Pipeline:
                 ds = source.stream().skip(shard.start).take(shard.stop - shard.start) \
                     .batch(local_batch)
             else:
-                plan, ops = self._load_plan(source, ops, "eval", ctx, local_batch)
+                plan, ops = self._load_plan(source, ops, mode, ctx, local_batch)
                 start, stop = shard.start, shard.stop
                 batches = -(-(stop - start) // local_batch)
                 ds = source.load(tf.data.Dataset.range(batches), lambda b: tf.range(
                     start + b * local_batch, tf.minimum(start + (b + 1) * local_batch, stop)),
                     plan)
-            self._eval[key] = self._finish(ds, ops, "eval", ctx)
+            self._eval[key] = self._finish(ds, ops, mode, ctx)
         return self._eval[key]
 
     def _load_plan(self, source: DataSource, ops: list[Op], mode: str, ctx: Context,
@@ -212,7 +228,7 @@ class Pipeline:
         else:
             shard = sharding.eval_shard(n, ctx.size, ctx.rank)
             chosen = np.arange(shard.start, shard.stop)
-            where = f"eval batch {element}"
+            where = f"{mode} batch {element}"
         first = self.get_ops(epoch, mode)
         plan = LoadPlan(mode, 1, first[0] if first and source.fuses(first[0]) else None)
         reason = source.explain(chosen, plan)
@@ -244,7 +260,7 @@ def _check_data(data: Any) -> dict[str, DataSource]:
         if mode not in MODES:
             raise ConfigError(f"Pipeline data has a split {mode!r}; fe_dist knows {MODES}. "
                               "Rename or remove it.")
-        if split is None and mode == "eval":
+        if split is None and mode != "train":
             continue
         if isinstance(split, DataSource):
             checked[mode] = split

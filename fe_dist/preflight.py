@@ -20,6 +20,7 @@ from fe_dist.op.op import Op
 from fe_dist.op.tensorop.loss import LossOp
 from fe_dist.op.tensorop.model import ModelOp
 from fe_dist.schedule import Plan
+from fe_dist.schedule.plan import check_eval_batch
 from fe_dist.trace.checks import check_trace_keys, check_trace_models
 
 
@@ -142,38 +143,48 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context,
     check_learning_rates(network, plan)
     if traces:
         check_trace_models(traces, network)
-    for epoch in plan.signature_epochs:
+    # Train and eval at every schedule change; test once, with the last epoch's schedule
+    # (Estimator.test runs it after training).
+    checks = [(epoch, mode) for epoch in plan.signature_epochs
+              for mode in pipeline.modes() if mode != "test"]
+    if "test" in pipeline.modes():
+        checks.append((plan.epochs[-1].epoch, "test"))
+    for epoch, mode in checks:
         entry = plan.epochs[epoch]
         batch = entry.global_batch
-        for mode in pipeline.modes():
-            keys = check_keys(pipeline.get_ops(epoch, mode), pipeline.keys(mode), epoch, mode,
-                              "pipeline")
-            if mode == "train":
-                if not network.trained_models(epoch):
-                    continue
-                micro = entry.micro_batch if entry.micro_batches > 1 else None
-                ds = pipeline.get_train_dataset(epoch, batch, ctx, seed=plan.seed,
-                                                micro_batch=micro)
+        keys = check_keys(pipeline.get_ops(epoch, mode), pipeline.keys(mode), epoch, mode,
+                          "pipeline")
+        if mode == "train":
+            if not network.trained_models(epoch):
+                continue
+            micro = entry.micro_batch if entry.micro_batches > 1 else None
+            ds = pipeline.get_train_dataset(epoch, batch, ctx, seed=plan.seed,
+                                            micro_batch=micro)
+        else:
+            if mode == "eval":
+                batch = entry.eval_batch or batch
             else:
-                ds = pipeline.get_eval_dataset(epoch, batch, ctx, max_batch=entry.micro_batch)
-            spec = _element_spec(ds, keys, epoch, mode)
-            net_ops = network.get_ops(epoch, mode)
-            keys = check_keys(net_ops, spec, epoch, mode, "network")
-            check_model_inputs(net_ops, spec, epoch, mode)
-            check_targets(pipeline, net_ops, pipeline.get_ops(epoch, mode), epoch, mode)
-            keep = traces.keep(epoch, mode) if traces else ()
+                batch = check_eval_batch(pipeline.get_batch_size(epoch, mode), epoch, mode)
+            ds = pipeline.get_eval_dataset(epoch, batch, ctx, max_batch=entry.micro_batch,
+                                           mode=mode)
+        spec = _element_spec(ds, keys, epoch, mode)
+        net_ops = network.get_ops(epoch, mode)
+        keys = check_keys(net_ops, spec, epoch, mode, "network")
+        check_model_inputs(net_ops, spec, epoch, mode)
+        check_targets(pipeline, net_ops, pipeline.get_ops(epoch, mode), epoch, mode)
+        keep = traces.keep(epoch, mode) if traces else ()
+        if traces:
+            check_trace_keys(traces, network, epoch, mode, keys, None)
+        if mode == "train":
+            check_losses(network, epoch, keys)
+            _trace(lambda: network.get_train_step(epoch, spec, ctx,
+                                                  sharding.micro_steps(entry, ctx.rank), keep),
+                   epoch, mode)
+        else:
+            step = network.get_eval_step(epoch, spec, mode, keep)
+            _trace(lambda: step.get_concrete_function(spec), epoch, mode)
             if traces:
-                check_trace_keys(traces, network, epoch, mode, keys, None)
-            if mode == "train":
-                check_losses(network, epoch, keys)
-                _trace(lambda: network.get_train_step(epoch, spec, ctx,
-                                                      sharding.micro_steps(entry, ctx.rank), keep),
-                       epoch, mode)
-            else:
-                step = network.get_eval_step(epoch, spec, keep)
-                _trace(lambda: step.get_concrete_function(spec), epoch, mode)
-                if traces:
-                    check_trace_keys(traces, network, epoch, mode, keys, step.metric_keys(spec))
+                check_trace_keys(traces, network, epoch, mode, keys, step.metric_keys(spec))
 
 
 def _element_spec(ds: tf.data.Dataset, keys: set[str], epoch: int,

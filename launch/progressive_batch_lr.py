@@ -70,12 +70,12 @@ def to_target(summary: fe.Summary, target: float) -> dict:
     for record in summary.records:
         seconds += record.seconds
         updates += record.steps
-        if record.eval_metrics.get("accuracy", 0.0) >= target:
+        if record.eval_metrics.get("ce_accuracy", 0.0) >= target:
             return {"reached": True, "epoch": record.epoch, "train_seconds": seconds,
-                    "updates": updates, "accuracy": record.eval_metrics["accuracy"]}
+                    "updates": updates, "accuracy": record.eval_metrics["ce_accuracy"]}
     return {"reached": False, "epochs": len(summary.records), "train_seconds": seconds,
             "updates": updates, "best_accuracy": max(
-                r.eval_metrics.get("accuracy", 0.0) for r in summary.records)}
+                r.eval_metrics.get("ce_accuracy", 0.0) for r in summary.records)}
 
 
 def main() -> None:

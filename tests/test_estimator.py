@@ -56,7 +56,7 @@ def test_eval_covers_the_whole_eval_set():
                               d["eval"]["y"])
     assert 0 < correct < 37
     metrics = summary.records[0].eval_metrics
-    assert metrics["accuracy"] == pytest.approx(correct / 37, abs=1e-9)
+    assert metrics["ce_accuracy"] == pytest.approx(correct / 37, abs=1e-9)
     assert metrics["ce"] == pytest.approx(ce, rel=1e-5)
     # The same figures over 2 ranks: tests/test_multirank.py
     # test_eval_covers_the_whole_eval_set_on_one_and_two_ranks.

@@ -86,7 +86,7 @@ def test_seed_tutorial_gloo_four_ranks_on_two_hosts(cluster, tmp_path):
     assert code == 0, out[-4000:]
     reports = read_reports(tmp_path, 4)
     _check_placement(reports, per_host=2)
-    assert reports[0]["records"][-1]["eval_metrics"]["accuracy"] >= 0.90
+    assert reports[0]["records"][-1]["eval_metrics"]["my_loss_accuracy"] >= 0.90
     assert [r["per_rank_batch"] for r in reports[0]["records"]] == [[8] * 4, [16] * 4, [32] * 4]
     first = next(line for line in out.splitlines() if "fe_dist:" in line)
     assert (f"on 2 hosts: h0 ({hosts.Host(0).address}) ranks 0-1, "

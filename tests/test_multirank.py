@@ -71,15 +71,21 @@ def _assert_trains_like_one_process(reports: list[dict], single: dict, out: Path
 
 def _assert_eval_matches_numpy(report: dict) -> None:
     """Each epoch's eval loss and accuracy equal the probe's numpy figures over the whole eval
-    set (201 samples, split 101/100 over 2 ranks, batches of 16 or 17): a skipped or doubled
+    set (201 samples, split 101/100 over 2 ranks, eval batches of 17 or 16): a skipped or doubled
     sample moves the accuracy (0 < correct < 201) and, unless the two losses happen to match,
     the loss."""
     records = report["summary"]["records"]
     assert len(report["eval_reference"]) == len(records)
     for record, ref in zip(records, report["eval_reference"]):
         assert 0 < ref["correct"] < 201, ref  # else accuracy cannot see a skipped sample
-        assert record["eval_metrics"]["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-9)
+        assert record["eval_metrics"]["ce_accuracy"] == pytest.approx(ref["accuracy"], abs=1e-9)
         assert record["eval_metrics"]["ce"] == pytest.approx(ref["ce"], rel=1e-5)
+    # Estimator.test() after training: the whole 101-sample test split (shares 51/50 in
+    # batches of 5 and 4), equal to numpy on every sample with the final weights.
+    ref = report["test_reference"]
+    assert 0 < ref["correct"] < 101, ref
+    assert report["test_metrics"]["ce_accuracy"] == pytest.approx(ref["accuracy"], abs=1e-9)
+    assert report["test_metrics"]["ce"] == pytest.approx(ref["ce"], rel=1e-5)
 
 
 def test_two_ranks_equal_one_process_on_the_global_batch(single, gloo):
@@ -91,8 +97,8 @@ def test_two_ranks_equal_one_process_on_the_global_batch(single, gloo):
     for rec_1, rec_2 in zip(single["summary"]["records"], reports[0]["summary"]["records"]):
         assert rec_2["steps"] == rec_1["steps"]
         assert rec_2["train_loss"]["ce"] == pytest.approx(rec_1["train_loss"]["ce"], rel=1e-5)
-        assert rec_2["eval_metrics"]["accuracy"] == pytest.approx(
-            rec_1["eval_metrics"]["accuracy"], abs=1e-9)
+        assert rec_2["eval_metrics"]["ce_accuracy"] == pytest.approx(
+            rec_1["eval_metrics"]["ce_accuracy"], abs=1e-9)
 
 
 def test_every_rank_holds_identical_weights_after_every_epoch(gloo):
@@ -226,4 +232,4 @@ def test_seed_tutorial_on_two_ranks(tmp_path):
     records = json.loads(summary_path.read_text())["records"]
     assert [r["per_rank_batch"] for r in records] == [[16, 16], [32, 32], [64, 64]]
     assert [r["trained_models"] for r in records] == [["model1"], ["model2"], ["model1"]]
-    assert records[-1]["eval_metrics"]["accuracy"] >= 0.90
+    assert records[-1]["eval_metrics"]["my_loss_accuracy"] >= 0.90

@@ -36,8 +36,8 @@ def test_folder_on_two_ranks_equals_arrays_on_one_process(folder, tmp_path):
             for w_ref, w in zip(single["weights"][name], report["weights"][name]):
                 np.testing.assert_allclose(np.array(w), np.array(w_ref), rtol=1e-5, atol=1e-5)
         for rec, ref in zip(report["records"], single["records"]):
-            assert rec["eval_metrics"]["accuracy"] == pytest.approx(
-                ref["eval_metrics"]["accuracy"], abs=1e-9)
+            assert rec["eval_metrics"]["ce_accuracy"] == pytest.approx(
+                ref["eval_metrics"]["ce_accuracy"], abs=1e-9)
 
 
 def test_folder_tutorial_on_two_ranks(folder, tmp_path):
@@ -50,7 +50,7 @@ def test_folder_tutorial_on_two_ranks(folder, tmp_path):
     assert [r["world_size"] for r in records] == [2, 2]
     assert [r["steps"] for r in records] == [12, 6]  # 400 samples, batches 32 and 64
     # It learns: 2 short epochs, seeded (unseeded, a bad initialisation stayed near chance).
-    assert records[-1]["eval_metrics"]["accuracy"] > 0.15, records[-1]["eval_metrics"]
+    assert records[-1]["eval_metrics"]["my_loss_accuracy"] > 0.15, records[-1]["eval_metrics"]
 
 
 def test_a_truncated_image_ends_every_rank_naming_the_file(folder, tmp_path):

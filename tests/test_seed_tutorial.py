@@ -48,7 +48,7 @@ def test_schedule_from_records(seed_run):
         assert resize.startswith("Resize(") and f"size={size}" in resize
         assert normalize.startswith(f"{norm}(")
         assert record.seconds > 0 and record.samples_per_sec > 0
-        assert set(record.eval_metrics) == {"my_loss", "accuracy"}
+        assert set(record.eval_metrics) == {"my_loss", "my_loss_accuracy"}
 
 
 def test_only_the_scheduled_model_changes(seed_run):
@@ -62,7 +62,7 @@ def test_only_the_scheduled_model_changes(seed_run):
 
 def test_accuracy_after_three_epochs(seed_run):
     _, summary, _ = seed_run
-    assert summary.records[-1].eval_metrics["accuracy"] >= 0.90
+    assert summary.records[-1].eval_metrics["my_loss_accuracy"] >= 0.90
 
 
 def test_one_trace_per_signature(seed_run):

@@ -92,8 +92,12 @@ def row_bytes(sample: np.ndarray) -> bytes:
         np.ascontiguousarray(sample).tobytes()
 
 
+NO_SAMPLES_FIX = ("Give the split samples, or leave it out of Pipeline(data=...) (only 'train' "
+                  "is required; without 'test', Estimator.test() has nothing to run).")
+
+
 def check_sample_count(n: int, what: str) -> int:
     """``n`` if positive, else a ConfigError naming ``what``."""
     if n <= 0:
-        raise ConfigError(f"{what} has no samples.")
+        raise ConfigError(f"{what} has no samples. {NO_SAMPLES_FIX}")
     return n

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from fe_dist.dataset.base import DataSource, IndicesOf, LoadPlan
+from fe_dist.dataset.base import NO_SAMPLES_FIX, DataSource, IndicesOf, LoadPlan
 from fe_dist.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -67,7 +67,7 @@ class ImageFileSource(DataSource):
         if self._files is None:
             files, columns = self._scan()
             if not files:
-                raise ConfigError(f"{self} has no samples.")
+                raise ConfigError(f"{self} has no samples. {NO_SAMPLES_FIX}")
             self._first_shape = self._probe(files[0])
             self._files, self._columns = files, columns
 

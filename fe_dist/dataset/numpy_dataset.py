@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow as tf
 
-from fe_dist.dataset.base import DataSource, IndicesOf, LoadPlan, row_bytes
+from fe_dist.dataset.base import NO_SAMPLES_FIX, DataSource, IndicesOf, LoadPlan, row_bytes
 from fe_dist.errors import ConfigError
 
 
@@ -41,7 +41,7 @@ class NumpyDataset(DataSource):
             raise ConfigError(f"{name} arrays have different lengths {lengths}; every key needs "
                               "one entry per sample.")
         if next(iter(lengths.values())) == 0:
-            raise ConfigError(f"{name} has no samples.")
+            raise ConfigError(f"{name} has no samples. {NO_SAMPLES_FIX}")
         self.data = arrays
         self.name = name
         # np.load(mmap_mode=...) gives np.memmap; slices of it are memmaps too.

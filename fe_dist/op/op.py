@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from fe_dist.errors import ConfigError
 
-_MODES = ("train", "eval")
+_MODES = ("train", "eval", "test")
 _KEYS = ("inputs", "outputs", "mode")
 
 
@@ -38,7 +38,8 @@ class Op:
     Args:
         inputs: Key(s) read.
         outputs: Key(s) written.
-        mode: "train", "eval", a list of them, or None for both.
+        mode: "train", "eval", "test", a list of them, "!mode" for every mode but one
+            (FastEstimator's "!train": eval and test), or None for every mode.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Op":
@@ -55,8 +56,9 @@ class Op:
         self.outputs = _as_keys(outputs, "outputs", name)
         modes = [mode] if isinstance(mode, str) else list(mode or [])
         for m in modes:
-            if m not in _MODES:
-                raise ConfigError(f"{name}: mode {m!r} is not one of {_MODES} (or None for both).")
+            if m.removeprefix("!") not in _MODES:
+                raise ConfigError(f"{name}: mode {m!r} is not one of {_MODES}, a negation such "
+                                  "as '!train', or None for every mode.")
         self.mode = mode
 
     def forward(self, data: Any, state: dict[str, Any]) -> Any:
@@ -65,7 +67,7 @@ class Op:
         Args:
             data: The tensor of the input key when the op has one input key; a list of tensors,
                 one per input key in order, when it has several (FastEstimator's convention).
-            state: ``{"mode": "train"|"eval"}``.
+            state: ``{"mode": "train"|"eval"|"test"}``.
 
         Returns:
             The tensor of the output key when the op has one output key; a list or tuple, one

@@ -2,6 +2,7 @@
 
 from fe_dist.schedule.scheduler import (
     BaseScheduler,
+    EpochScheduler,
     RepeatScheduler,
     Scheduler,
     get_current_items,
@@ -11,6 +12,6 @@ from fe_dist.schedule.scheduler import (
 from fe_dist.schedule.lr import LRSchedule, warmup_length
 from fe_dist.schedule.plan import EpochPlan, Plan, build_plan, first_difference
 
-__all__ = ["BaseScheduler", "EpochPlan", "LRSchedule", "Plan", "RepeatScheduler", "Scheduler", "build_plan",
+__all__ = ["BaseScheduler", "EpochScheduler", "EpochPlan", "LRSchedule", "Plan", "RepeatScheduler", "Scheduler", "build_plan",
            "first_difference", "get_current_items", "get_signature_epochs", "resolve",
            "warmup_length"]

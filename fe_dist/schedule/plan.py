@@ -35,6 +35,8 @@ class EpochPlan:
         trained_models: Names of the models updated.
         optimizers: Each trained model's optimizer (type and index among its optimizers).
         evaluate: Whether the epoch ends with an eval.
+        eval_batch: The global eval batch size (``batch_size={"eval": ...}``; else the train
+            batch size); None without an eval split.
         traces: Signatures of the traces active (any mode).
     """
 
@@ -51,6 +53,8 @@ class EpochPlan:
     trained_models: list[str]
     optimizers: dict[str, str]
     evaluate: bool
+    # A default, so plans saved in checkpoints before per-mode batch sizes still load.
+    eval_batch: int | None = None
     # A default, so plans saved in checkpoints before traces existed still load.
     traces: list[str] = dataclasses.field(default_factory=list)
 
@@ -133,6 +137,8 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             "optimizers": {m.model_name: _optimizer_name(m, epoch)
                            for m in network.trained_models(epoch)},
             "evaluate": bool(evaluate(epoch)) and "eval" in pipeline.modes(),
+            "eval_batch": check_eval_batch(pipeline.get_batch_size(epoch, "eval"), epoch,
+                                           "eval") if "eval" in pipeline.modes() else None,
             "traces": traces.signatures(epoch) if traces else [],
         })
     plan = {
@@ -193,6 +199,17 @@ def _check_batch(batch: Any, epoch: int, world_size: int, n_train: int) -> int:
                           f"{n_train} training samples, so the epoch would have no step. Use a "
                           f"batch size of at most {n_train}.")
     return batch
+
+
+def check_eval_batch(batch: Any, epoch: int, mode: str) -> int:
+    """``batch`` as the global batch size of split ``mode`` ("eval" or "test"), else a
+    ConfigError. Any positive int works: a rank whose share is empty evaluates one sample at a
+    time, and a batch larger than the split makes one batch."""
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+        raise ConfigError(f"Epoch {epoch}: the {mode} batch size {batch!r} is not a positive "
+                          f"int. Give batch_size={{'train': ..., {mode!r}: 256}} a positive int "
+                          "(or leave the mode out to use the train batch size).")
+    return int(batch)
 
 
 def first_difference(reference: Plan | dict[str, Any], local: Plan | dict[str, Any],

@@ -71,6 +71,25 @@ class Scheduler(BaseScheduler[T]):
         return f"Scheduler({self.epoch_dict!r})"
 
 
+class EpochScheduler(Scheduler[T]):
+    """FastEstimator 1.x's name for `Scheduler`: a value that changes at given epochs.
+
+    Same semantics as `Scheduler`, so a FastEstimator program keeps its ``EpochScheduler``.
+    One difference from FastEstimator 1.x: epochs count from **0** here (FastEstimator 1.x
+    counts from 1). ``EpochScheduler({1: a, 3: b})`` in FastEstimator starts ``a`` in the first
+    epoch; here it starts ``a`` in the second epoch (epoch 1), and epoch 0 has no value (None:
+    a scheduled op is off). Subtract 1 from each key when porting a FastEstimator 1.x program.
+
+    Example:
+        >>> bs = EpochScheduler({0: 32, 2: 64})
+        >>> [bs.get_current_value(e) for e in range(4)]
+        [32, 32, 64, 64]
+    """
+
+    def __repr__(self) -> str:
+        return f"EpochScheduler({self.epoch_dict!r})"
+
+
 class RepeatScheduler(BaseScheduler[T]):
     """A list of values that repeats by epoch: epoch e takes ``repeat_list[e % len]``.
 
@@ -125,7 +144,7 @@ def _mode_matches(op_mode: str | Iterable[str] | None, mode: str) -> bool:
     if op_mode is None:
         return True
     if isinstance(op_mode, str):
-        return op_mode == mode
+        return op_mode[1:] != mode if op_mode.startswith("!") else op_mode == mode
     return mode in op_mode
 
 

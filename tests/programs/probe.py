@@ -5,7 +5,8 @@ differ), epoch 2 model "a" at 33. Each rank writes rank<r>.json to --out with: t
 weight checksum per model after every epoch, the final weights, the trainable variable counts,
 the sample ids its training dataset yields in every step of every epoch, and, after every
 epoch, the eval loss and accuracy computed here in numpy over the whole eval set (201 samples)
-with that epoch's eval model, to check fe_dist's sharded eval against; under the MPI backend also
+with that epoch's eval model, to check fe_dist's sharded eval against (and the same for
+Estimator.test() on a 101-sample test split after training); under the MPI backend also
 the log of every MPI_Allreduce it ran. --compression fp16 sends float16 gradients; --b-hidden
 gives model b another width, so the two models' gradient buffers differ in size.
 """
@@ -30,7 +31,9 @@ from fe_dist.schedule import Scheduler
 BATCHES = {0: 32, 1: 33, 2: 33}
 ACTIVE = {0: "a", 1: "b", 2: "a"}  # the model each epoch trains and evaluates
 SEED = 7
-N_EVAL = 201  # odd, and a multiple of neither per-rank batch (16, 17)
+N_EVAL = 201  # odd, and a multiple of neither per-rank eval batch (17, 16)
+EVAL_BATCH = 33  # per mode: eval batches of 17 and 16 on 2 ranks, whatever the train batch
+N_TEST, TEST_BATCH = 101, 9  # Estimator.test(): shares 51/50 in per-rank batches of 5 and 4
 
 
 def tiny_model(hidden=16):
@@ -63,8 +66,11 @@ def make_estimator(n_train=600, checkpoint_dir=None, b_hidden=16):
     (x, y), (xe, ye) = mnist.load_data()
     data = {"train": {"x": x[:n_train, ..., None], "y": y[:n_train],
                       "idx": np.arange(n_train)},
-            "eval": {"x": xe[:N_EVAL, ..., None], "y": ye[:N_EVAL]}}
-    pipeline = fe.Pipeline(data=data, batch_size=Scheduler(BATCHES),
+            "eval": {"x": xe[:N_EVAL, ..., None], "y": ye[:N_EVAL]},
+            "test": {"x": xe[N_EVAL:N_EVAL + N_TEST, ..., None],
+                     "y": ye[N_EVAL:N_EVAL + N_TEST]}}
+    pipeline = fe.Pipeline(data=data, batch_size={"train": Scheduler(BATCHES),
+                                                  "eval": EVAL_BATCH, "test": TEST_BATCH},
                            ops=[Resize(inputs="x", size=(12, 12), outputs="x"),
                                 Scale(inputs="x", scalar=1 / 255, outputs="x")])
     keras.utils.set_random_seed(SEED)
@@ -105,6 +111,10 @@ def main(out_dir, comm=None, max_rank_batch=None, allreduce="grouped", compressi
 
     est.on_epoch_end = on_epoch_end
     summary = est.fit()
+    test_data = {key: est.pipeline.column("test", key) for key in ("x", "y")}
+    x_test = (tf.image.resize(test_data["x"], (12, 12)).numpy() * np.float32(1 / 255))
+    test_metrics = est.test()
+    test_reference = eval_reference(models[ACTIVE[len(BATCHES) - 1]], x_test, test_data["y"])
     report = {
         "rank": ctx.rank, "size": ctx.size, "backend": ctx.backend, "threads": ctx.threads,
         "summary": summary.to_dict(), "checksums": checksums, "coverage": coverage,
@@ -112,6 +122,7 @@ def main(out_dir, comm=None, max_rank_batch=None, allreduce="grouped", compressi
         "trainable_shapes": {n: [list(v.shape) for v in m.trainable_variables]
                              for n, m in models.items()},
         "eval_reference": eval_refs,
+        "test_metrics": test_metrics, "test_reference": test_reference,
         "weights": {n: [w.tolist() for w in m.get_weights()] for n, m in models.items()},
         # The MPI backend's record of each MPI_Allreduce it ran: (dtype, elements, bytes).
         "allreduce_log": [list(c) for c in getattr(ctx, "allreduce_log", [])],
