@@ -270,7 +270,7 @@ class Estimator:
     def _agree_on_plan(self, ctx: Context) -> Plan:
         local = _together(ctx, "schedule", lambda: build_plan(
             self.pipeline, self.network, self.epochs, ctx.size, self.seed, self.evaluate,
-            self.max_rank_batch))
+            self.max_rank_batch, self.traces))
         reference = ctx.broadcast_object(local if ctx.is_chief else None, name="fe.plan")
         diff = first_difference(reference, local)
         error = None if diff is None else DistributedError(
@@ -412,8 +412,9 @@ class Estimator:
         ctx.progress(f"epoch {epoch}, {mode}")
         ds = self.pipeline.get_eval_dataset(epoch, global_batch, ctx,
                                             max_batch=entry.micro_batch, mode=mode)
+        keep = self.traces.keep(epoch, mode) if traces else ()
         step = self.network.get_eval_step(epoch, dict(ds.element_spec), mode,
-                                          self.traces.keep(epoch, mode) if traces else ())
+                                          *([keep] if keep else []))
         if traces:
             self._trace_hook("on_epoch_begin", traces, Data(), epoch, mode)
         outputs = []
