@@ -201,6 +201,7 @@ class Estimator:
         pending_resume = [resume]  # rank 0 restores the checkpoint in the first sync only
         began = [False]  # the traces' on_begin ran
         self._stopped = False
+        self._restored_traces = None
 
         def sync() -> None:
             """Bring every rank to rank 0's plan and state: before training, and again after
@@ -233,9 +234,13 @@ class Estimator:
             if self.traces:
                 self._system = System(ctx)
                 self.traces.attach(self._system)
-                if resuming:  # rank 0 read the checkpoint: every rank gets its traces' state
-                    state = ctx.broadcast_object(self._restored_traces if ctx.is_chief else None,
-                                                 name="fe.trace_state")
+                if resuming or ctx.size > 1:
+                    # Rank 0's trace state (the checkpoint's on a resume) and whether on_begin
+                    # ran: a rank joining an elastic run adopts both.
+                    state = self._restored_traces if resuming else self.traces.get_state()
+                    if ctx.size > 1:
+                        state, began[0] = ctx.broadcast_object(
+                            (state, began[0]) if ctx.is_chief else None, name="fe.trace_state")
                     self.traces.set_state(state)
 
         def train(commit: Callable[[], None]) -> None:
@@ -247,12 +252,14 @@ class Estimator:
                 records.append(self._run_epoch(self.plan.epochs[len(records)], ctx, records))
                 commit()  # elastic runs roll back to here when a rank fails
 
-        def snapshot() -> tuple[list[list[np.ndarray]], list[EpochRecord]]:
-            return [[np.array(v) for v in state_variables(m)]
-                    for _, m in sorted(self.network.models.items())], list(records)
+        def snapshot() -> tuple[list[list[np.ndarray]], list[EpochRecord], list[Any]]:
+            return ([[np.array(v) for v in state_variables(m)]
+                     for _, m in sorted(self.network.models.items())], list(records),
+                    self.traces.get_state())
 
-        def restore(saved: tuple[list[list[np.ndarray]], list[EpochRecord]]) -> None:
-            values, saved_records = saved
+        def restore(saved: tuple[list[list[np.ndarray]], list[EpochRecord], list[Any]]) -> None:
+            values, saved_records, trace_state = saved
+            self.traces.set_state(trace_state)
             for (_, model), model_values in zip(sorted(self.network.models.items()), values):
                 for var, value in zip(state_variables(model), model_values):
                     var.assign(value)

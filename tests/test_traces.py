@@ -174,6 +174,8 @@ def test_lr_scheduler_sets_the_rate_by_epoch_or_step():
     (lambda m, b: [BestModelSaver(_model("other"), "/tmp/x")], "model 'other' is not in the "
                                                                 "Network"),
     (lambda m, b: ["accuracy"], "traces[0] is 'accuracy', not a Trace"),
+    (lambda m, b: [Accuracy("y", "p", output_name="ce")], "trace Accuracy writes 'ce', which is "
+                                                          "already a loss or loss metric"),
 ])
 def test_bad_traces_fail_before_training(make, words):
     m, b = _model("m"), _model("b")

@@ -48,6 +48,12 @@ def check_trace_keys(traces: Traces, network: Any, epoch: int, mode: str,
         return
     produced = set(metrics)
     for trace in traces.active(epoch, mode):
+        clash = sorted(set(trace.outputs) & set(metrics))
+        if clash:
+            raise ConfigError(
+                f"Epoch {epoch} ({mode}): trace {type(trace).__name__} writes {clash[0]!r}, which "
+                f"is already a loss or loss metric then. Give the trace another output name "
+                "(e.g. output_name=...).")
         monitor = getattr(trace, "monitor", None)
         if monitor is not None and monitor not in produced:
             raise ConfigError(

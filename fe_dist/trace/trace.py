@@ -166,7 +166,8 @@ class Trace:
     Args:
         inputs: Keys read in ``on_batch_end`` (data or network outputs of that mode).
         outputs: Keys written with ``write_with_log``.
-        mode: "train", "eval", "test", a list of them, or None for every mode.
+        mode: "train", "eval", "test", a list of them, "!train" (every mode but train) or None
+            for every mode.
     """
 
     system: System
@@ -184,8 +185,9 @@ class Trace:
         self.outputs = _as_keys(outputs, "outputs", name)
         modes = [mode] if isinstance(mode, str) else list(mode or [])
         for m in modes:
-            if m not in MODES:
-                raise ConfigError(f"{name}: mode {m!r} is not one of {MODES} (or None for all).")
+            if m.removeprefix("!") not in MODES:
+                raise ConfigError(f"{name}: mode {m!r} is not one of {MODES}, a negation such "
+                                  "as '!train', or None for every mode.")
         self.mode = mode
 
     def on_begin(self, data: Data) -> None:
