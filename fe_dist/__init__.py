@@ -7,8 +7,15 @@ follows rank 0's schedule.
 
 import os
 
-# TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) drowns the training log.
+# TensorFlow's C++ chatter (INFO and WARNING lines) drowns the training log; a value the user
+# set is kept.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from fe_dist import console  # noqa: E402
+
+# Its start-up lines ignore that setting: import TensorFlow and list its devices with them
+# filtered (FE_DIST_QUIET=0 shows them; see fe_dist/console.py).
+console.start_tensorflow()
 
 from fe_dist import distributed  # noqa: E402
 from fe_dist.build import build  # noqa: E402

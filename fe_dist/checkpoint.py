@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from fe_dist.build import state_variables
 from fe_dist.errors import ConfigError
+from fe_dist.helper_models import HelperModel
 from fe_dist.schedule import Plan, first_difference
 
 FILENAME = "fe_dist_checkpoint.npz"
 _META = "__meta__"
+_HELPER = "helper:"  # prefix of the arrays of models held by ops (fe_dist.helper_models)
 FORMAT = 2
 
 
@@ -30,15 +32,20 @@ def path(directory: str | os.PathLike) -> Path:
 
 
 def save(directory: str | os.PathLike, models: dict[str, Any], epoch: int, plan: Plan,
-         records: list[dict[str, Any]], traces: list[dict[str, Any]] | None = None) -> Path:
-    """Write the state after ``epoch`` (atomic replace of the previous checkpoint); ``traces``
-    is the traces' state (`Traces.get_state`, JSON-ready)."""
+         records: list[dict[str, Any]], helpers: Sequence[HelperModel] = (),
+         traces: list[dict[str, Any]] | None = None) -> Path:
+    """Write the state after ``epoch`` (atomic replace of the previous checkpoint), with the
+    variables of the ``helpers`` (models user ops call themselves; they have no optimizer) and
+    the ``traces``' state (`Traces.get_state`, JSON-ready)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for name, model in sorted(models.items()):
         for i, var in enumerate(state_variables(model)):
             arrays[f"{name}/{i}"] = np.asarray(var)
+    for helper in helpers:
+        for i, var in enumerate(helper.variables):
+            arrays[f"{_HELPER}{helper.name}/{i}"] = np.asarray(var)
     meta = {"format": FORMAT, "epoch": epoch, "plan": plan.to_dict(), "records": records,
             "traces": traces or []}
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -126,8 +133,21 @@ def _trained_part(plan: dict[str, Any], epochs_done: int) -> dict[str, Any]:
     return part
 
 
-def restore(models: dict[str, Any], arrays: dict[str, np.ndarray], file: Path) -> None:
-    """Assign the saved values to every model and optimizer variable."""
+def restore(models: dict[str, Any], arrays: dict[str, np.ndarray], file: Path,
+            helpers: Sequence[HelperModel] = ()) -> None:
+    """Assign the saved values to every model and optimizer variable, and to the variables of
+    the ``helpers``."""
+    for helper in helpers:
+        for i, var in enumerate(helper.variables):
+            key = f"{_HELPER}{helper.name}/{i}"
+            if key not in arrays or tuple(arrays[key].shape) != tuple(var.shape):
+                # Restoring nothing would go on with other weights than the run used so far.
+                raise ConfigError(f"Checkpoint {file} does not hold the weights of model "
+                                  f"{helper.name} ({helper.op}) as this program builds it "
+                                  f"(variable {key}); it was written by another program or an "
+                                  "fe_dist that did not save models held by ops. Resume with "
+                                  "the program that wrote it, or use another checkpoint_dir.")
+            var.assign(arrays[key])
     for name, model in sorted(models.items()):
         for i, var in enumerate(state_variables(model)):
             key = f"{name}/{i}"

@@ -13,7 +13,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import tensorflow as tf
 
-from fe_dist import checkpoint, history, sharding
+from fe_dist import checkpoint, helper_models, history, sharding
 from fe_dist.build import optimizer_at, state_variables
 from fe_dist.determinism import reseed_models
 from fe_dist.distributed import Context, get_context, raised_on_every_rank
@@ -28,7 +28,7 @@ from fe_dist.schedule import (BaseScheduler, EpochPlan, Plan, build_plan, first_
 from fe_dist.schedule.plan import check_eval_batch
 from fe_dist.summary import EpochRecord, Summary, schedule_table
 from fe_dist.trace.adapt import LRScheduler
-from fe_dist.trace.runner import Traces, split_logged
+from fe_dist.trace.runner import Traces, record_values
 from fe_dist.trace.trace import Data, System
 
 T = TypeVar("T")
@@ -59,6 +59,8 @@ class Estimator:
             micro-batches of at most this size and allreduces once per optimizer step; the
             update equals the one on the whole global batch. Eval batches are at most this
             size too.
+        progress: Draw a progress bar on rank 0 during each epoch. None (default): only on a
+            terminal and not under mpirun or horovodrun, unless ``FE_DIST_PROGRESS=1`` (or 0).
         traces: `fe_dist.trace.Trace` objects (each may be a Scheduler of traces), run on every
             rank; see the README's "Traces".
     """
@@ -70,7 +72,7 @@ class Estimator:
                  evaluate: bool | BaseScheduler = True,
                  history_dir: str | os.PathLike | None = None,
                  tensorboard_dir: str | os.PathLike | None = None,
-                 max_rank_batch: int | None = None,
+                 max_rank_batch: int | None = None, progress: bool | None = None,
                  traces: list[Any] | None = None) -> None:
         self.pipeline = pipeline
         self.network = network
@@ -98,7 +100,7 @@ class Estimator:
             raise ConfigError("Estimator(tensorboard_dir=...) needs the tensorboard package, "
                               "which TensorFlow no longer installs: pip install tensorboard.")
         self._tensorboard: history.TensorBoard | None = None
-        self._progress = Progress()
+        self._progress = Progress(enabled=progress)
         self.plan: Plan | None = None
         self._fit_start = 0.0
 
@@ -161,15 +163,13 @@ class Estimator:
         count = sums.pop("count", 0.0)
         metrics: dict[str, Any] = {k: v / count for k, v in sums.items()}
         if traces:
-            scalars, arrays = split_logged(self._trace_hook(
-                "on_epoch_end", traces, Data(metrics), entry.epoch, "test"))
+            metrics.update(record_values(self._trace_hook(
+                "on_epoch_end", traces, Data(metrics), entry.epoch, "test")))
             self._trace_hook("on_end", traces, Data(), entry.epoch, "test")
-            metrics.update(scalars)
         self._log(ctx, f"test (epoch {entry.epoch}'s schedule, {int(count)} samples): "
-                       + " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+                       + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()
+                                  if isinstance(v, float))
                        + f" | {time.perf_counter() - start:.2f} s")
-        if traces:
-            metrics.update(arrays)
         return metrics
 
     def _run(self, work: Callable[[Context], T]) -> T:
@@ -297,7 +297,8 @@ class Estimator:
             return []
         meta, arrays = loaded
         checkpoint.check_compatible(meta["plan"], plan, meta["epoch"] + 1, file)
-        checkpoint.restore(self.network.models, arrays, file)
+        checkpoint.restore(self.network.models, arrays, file,
+                           helper_models.find(self.pipeline, self.network))
         self._log(ctx, f"resuming after epoch {meta['epoch']} from {file}")
         self._restored_traces = meta.get("traces", [])
         return meta["records"]
@@ -309,6 +310,9 @@ class Estimator:
             variables = state_variables(model)
             ctx.broadcast_variables(variables, [f"fe.init.{name}.{i}"
                                                 for i in range(len(variables))])
+        # Models the user's ops call themselves: never trained, but each rank may have built
+        # its own random weights.
+        helper_models.broadcast(ctx, helper_models.find(self.pipeline, self.network))
 
     def _run_epoch(self, entry: EpochPlan, ctx: Context,
                    previous: list[EpochRecord]) -> EpochRecord:
@@ -381,10 +385,7 @@ class Estimator:
             # After the gather: the eval traces see the losses over the whole eval set.
             trace_logs.update(self._trace_hook("on_epoch_end", eval_traces,
                                                Data(record.eval_metrics), epoch, "eval"))
-        if trace_logs:
-            scalars, arrays = split_logged(trace_logs)
-            record.eval_metrics.update(scalars)
-            record.eval_arrays.update(arrays)
+        record.eval_metrics.update(record_values(trace_logs))
         if self._system is not None and self._system.stop_training:
             self._stopped = True  # the same on every rank (checked by the traces' agreement)
         if ctx.is_chief and self.verbose:
@@ -497,6 +498,7 @@ class Estimator:
         if self.checkpoint_dir is not None:
             checkpoint.save(self.checkpoint_dir, self.network.models, epoch, self.plan,
                             [dataclasses.asdict(r) for r in records],
+                            helper_models.find(self.pipeline, self.network),
                             self.traces.get_state() if self.traces else None)
         if self.history_dir is not None:
             history.write(self.history_dir, records, self.plan.signature_epochs)

@@ -1,18 +1,49 @@
 """Per-epoch history on disk: CSV, JSON, a PNG plot with schedule changes marked, and
-TensorBoard scalars. Written by rank 0."""
+TensorBoard scalars. Written by rank 0.
+
+Values that are not one number (a confusion matrix in ``eval_metrics``) are written to the JSON
+only: the CSV's columns, the plot and TensorBoard's scalars take numbers.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import numbers
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fe_dist.summary import EpochRecord
 
 
-def flatten(record: EpochRecord) -> dict[str, Any]:
-    """One CSV row: scalars only, losses and metrics as their own columns."""
+def is_scalar(value: Any) -> bool:
+    """True for one number (a float, an int, a 0-d array); False for lists and arrays such as a
+    confusion matrix, which go to history.json only."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, numbers.Number):
+        return True
+    return isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0 and \
+        np.issubdtype(np.asarray(value).dtype, np.number)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON data (arrays as nested lists)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def flatten(record: EpochRecord, scalars_only: bool = True) -> dict[str, Any]:
+    """One row: losses and metrics as their own columns. With ``scalars_only`` (the CSV) a
+    value that is not one number (a confusion matrix) is left out; otherwise it is kept as
+    nested lists (the JSON)."""
     row: dict[str, Any] = {
         "epoch": record.epoch, "global_batch": record.global_batch,
         "per_rank_batch": "/".join(str(b) for b in record.per_rank_batch),
@@ -20,9 +51,13 @@ def flatten(record: EpochRecord) -> dict[str, Any]:
         "steps": record.steps, "seconds": round(record.seconds, 4),
         "samples_per_sec": round(record.samples_per_sec, 2),
     }
-    row.update({f"train_{k}": v for k, v in record.train_loss.items()})
-    row.update({f"eval_{k}": v for k, v in record.eval_metrics.items()})
-    row.update({f"lr_{k}": v for k, v in record.learning_rates.items()})
+    for prefix, values in (("train", record.train_loss), ("eval", record.eval_metrics),
+                           ("lr", record.learning_rates)):
+        for k, v in values.items():
+            if is_scalar(v):
+                row[f"{prefix}_{k}"] = float(v) if isinstance(v, (np.generic, np.ndarray)) else v
+            elif not scalars_only:
+                row[f"{prefix}_{k}"] = _plain(v)
     return row
 
 
@@ -37,42 +72,80 @@ def write(directory: str | Path, records: list[EpochRecord], signature_epochs: l
         writer.writeheader()
         writer.writerows(rows)
     (directory / "history.json").write_text(json.dumps(
-        {"signature_epochs": signature_epochs, "records": rows}, indent=1))
+        {"signature_epochs": signature_epochs,
+         "records": [flatten(r, scalars_only=False) for r in records]}, indent=1))
     plot(directory / "history.png", records, signature_epochs)
 
 
-def plot(path: str | Path, records: list[EpochRecord], signature_epochs: list[int]) -> None:
-    """Loss, eval metrics and samples/s against epoch; dashed lines where the schedule changes."""
+def panels(records: list[EpochRecord]) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """What `figure` draws: (title, [(label, "train"|"eval", key), ...]) per panel. Each loss
+    key gets its own panel with its train and eval curves; every other scalar eval metric its
+    own (an accuracy in [0, 1] and a loss of 2.3 on one axis would flatten the accuracy)."""
+    losses = sorted({k for r in records for k in r.train_loss})
+    metrics = sorted({k for r in records for k, v in r.eval_metrics.items() if is_scalar(v)})
+    result = []
+    for key in losses:
+        curves = [(f"train {key}", "train", key)]
+        if key in metrics:
+            curves.append((f"eval {key}", "eval", key))
+        result.append((f"loss {key}", curves))
+    result += [(f"eval {key}", [(f"eval {key}", "eval", key)])
+               for key in metrics if key not in losses]
+    return result
+
+
+def figure(records: list[EpochRecord], signature_epochs: list[int]) -> Any:
+    """The history plot (a matplotlib Figure): one panel per loss (train and eval together),
+    one per other scalar eval metric, and samples/s; dotted lines where the schedule
+    changes."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [r.epoch for r in records]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    for key in sorted({k for r in records for k in r.train_loss}):
-        axes[0].plot(epochs, [r.train_loss.get(key) for r in records], "o-", label=f"train {key}")
-    for key in sorted({k for r in records for k in r.eval_metrics}):
-        ax = axes[1] if "acc" in key else axes[0]
-        ax.plot(epochs, [r.eval_metrics.get(key) for r in records], "s--", label=f"eval {key}")
-    axes[2].plot(epochs, [r.samples_per_sec for r in records], "o-", label="samples/s")
-    titles = ("loss", "eval metrics", "throughput (samples/s)")
-    for ax, title in zip(axes, titles):
+    content = panels(records)
+    count = len(content) + 1  # + throughput
+    cols = min(3, count)
+    rows = -(-count // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(4.7 * cols, 3.6 * rows), squeeze=False)
+    axes = list(grid.flat)
+    for extra in axes[count:]:
+        extra.remove()
+    for ax, (title, curves) in zip(axes, content):
+        for label, split, key in curves:
+            values = [(r.train_loss if split == "train" else r.eval_metrics).get(key)
+                      for r in records]
+            ax.plot(epochs, [float(v) if v is not None and is_scalar(v) else float("nan")
+                             for v in values], "o-" if split == "train" else "s--", label=label)
+        ax.set_title(title)
+    speed = axes[len(content)]
+    speed.plot(epochs, [r.samples_per_sec for r in records], "o-", label="samples/s")
+    speed.set_title("throughput (samples/s)")
+    for r in records:
+        speed.annotate(f"B={r.global_batch}", (r.epoch, r.samples_per_sec), fontsize=7,
+                       textcoords="offset points", xytext=(0, 5), ha="center")
+    for ax in axes[:count]:
         for e in signature_epochs[1:]:
             ax.axvline(e - 0.5, color="grey", linestyle=":", linewidth=1)
-        ax.set_title(title)
         ax.set_xlabel("epoch (dotted: schedule change)")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    for r in records:
-        axes[2].annotate(f"B={r.global_batch}", (r.epoch, r.samples_per_sec), fontsize=7,
-                         textcoords="offset points", xytext=(0, 5), ha="center")
     fig.tight_layout()
+    return fig
+
+
+def plot(path: str | Path, records: list[EpochRecord], signature_epochs: list[int]) -> None:
+    """Save `figure` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(records, signature_epochs)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 class TensorBoard:
-    """Per-epoch scalars for TensorBoard (rank 0): losses, eval metrics, samples/s, batch, LR."""
+    """Per-epoch scalars for TensorBoard (rank 0): losses, eval metrics, samples/s, batch, LR
+    (values that are not one number are left out)."""
 
     def __init__(self, logdir: str | Path) -> None:
         import tensorflow as tf
@@ -84,6 +157,8 @@ class TensorBoard:
         scalars = {f"train/{k}": v for k, v in record.train_loss.items()}
         scalars.update({f"eval/{k}": v for k, v in record.eval_metrics.items()})
         scalars.update({f"lr/{k}": v for k, v in record.learning_rates.items()})
+        # A confusion matrix or other array is no scalar: it is in history.json.
+        scalars = {k: v for k, v in scalars.items() if is_scalar(v)}
         scalars.update({"speed/samples_per_sec": record.samples_per_sec,
                         "schedule/global_batch": record.global_batch})
         with self._writer.as_default():

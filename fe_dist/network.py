@@ -80,6 +80,11 @@ class Network:
                 names.append(op.model.model_name)
         return [self.models[n] for n in names]
 
+    def compiled_graphs(self) -> list[tf.Graph]:
+        """The graphs of every train and eval step compiled so far (to inspect what they do)."""
+        return [fn.get_concrete_function().graph for fn in self._steps.values()
+                if getattr(fn, "input_signature", None) is not None]
+
     # -- compiled steps ---------------------------------------------------------------------------
     def get_train_step(self, epoch: int, spec: Spec, ctx: Context | None = None,
                        micro_steps: int = 1, keep: tuple[str, ...] = ()) -> "TrainStep":

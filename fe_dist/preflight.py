@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import tensorflow as tf
 
-from fe_dist import sharding
+from fe_dist import helper_models, sharding
 from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError
 from fe_dist.op.op import Op
@@ -143,6 +143,7 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context,
     check_learning_rates(network, plan)
     if traces:
         check_trace_models(traces, network)
+    helpers = helper_models.find(pipeline, network)  # refuses fe.build models no ModelOp runs
     # Train and eval at every schedule change; test once, with the last epoch's schedule
     # (Estimator.test runs it after training).
     checks = [(epoch, mode) for epoch in plan.signature_epochs
@@ -186,6 +187,8 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context,
             _trace(lambda: step.get_concrete_function(spec), epoch, mode)
             if traces:
                 check_trace_keys(traces, network, epoch, mode, keys, step.metric_keys(spec))
+    if helpers:
+        helper_models.check_not_updated(helpers, network.compiled_graphs())
 
 
 def _element_spec(ds: tf.data.Dataset, keys: set[str], epoch: int,

@@ -20,7 +20,8 @@ class EpochRecord:
         steps: Optimizer steps (the same on every rank).
         train_samples: Samples trained on over all ranks (steps × global batch).
         train_loss: Mean per-sample training loss, per loss key, over all ranks.
-        eval_metrics: Eval loss(es) and metrics over the whole eval set.
+        eval_metrics: Eval loss(es) and metrics over the whole eval set: numbers, and the
+            arrays traces write (a confusion matrix, per-class scores) as nested lists.
         seconds: Wall time of the training part of the epoch (slowest rank).
         samples_per_sec: train_samples / seconds.
         eval_seconds: Wall time of the eval part (slowest rank).
@@ -36,8 +37,6 @@ class EpochRecord:
             rank with the most samples.
         skipped_samples: Unreadable samples skipped over all ranks (train and eval), with a
             source's ``skip_bad=True``; the steps still ran on every rank.
-        eval_arrays: Metrics that are arrays (a confusion matrix, per-class scores), written by
-            traces, as nested lists; scalar trace outputs are in ``eval_metrics``.
     """
 
     epoch: int
@@ -48,7 +47,7 @@ class EpochRecord:
     steps: int
     train_samples: int
     train_loss: dict[str, float]
-    eval_metrics: dict[str, float]
+    eval_metrics: dict[str, Any]
     seconds: float
     samples_per_sec: float
     eval_seconds: float
@@ -60,13 +59,14 @@ class EpochRecord:
     learning_rates: dict[str, float] = dataclasses.field(default_factory=dict)
     micro_batches: int = 1
     skipped_samples: int = 0
-    eval_arrays: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def log_line(self) -> str:
         """The console line for this epoch."""
         per_rank = "/".join(str(b) for b in sorted(set(self.per_rank_batch), reverse=True))
         losses = " ".join(f"{k}={v:.4f}" for k, v in self.train_loss.items())
-        evals = " ".join(f"{k}={v:.4f}" for k, v in self.eval_metrics.items())
+        # Arrays (a confusion matrix from a trace) are in the record and history.json, not here.
+        evals = " ".join(f"{k}={v:.4f}" for k, v in self.eval_metrics.items()
+                         if isinstance(v, float))
         models = ",".join(self.trained_models) or "-"
         accumulation = f" in {self.micro_batches} micro-batches" if self.micro_batches > 1 else ""
         return (f"epoch {self.epoch}: train {models} | batch {self.global_batch} global, "

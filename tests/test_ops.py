@@ -66,8 +66,8 @@ def test_bad_resize_size():
 
 
 def test_bad_mode():
-    with pytest.raises(ConfigError, match="mode 'test'"):
-        Scale(inputs="x", scalar=2.0, outputs="x", mode="test")
+    with pytest.raises(ConfigError, match="mode 'infer'"):
+        Scale(inputs="x", scalar=2.0, outputs="x", mode="infer")
 
 
 def test_signature_names_settings():

@@ -67,18 +67,16 @@ def test_metrics_equal_numpy_on_the_whole_eval_and_test_sets():
     est = _estimator(traces, epochs=1)
     record = est.fit().records[0]
     model, data = est.network.models["m"], _data()
-    for mode, metrics, arrays in (("eval", record.eval_metrics, record.eval_arrays),
-                                  ("test", est.test(), None)):
+    for mode, metrics in (("eval", record.eval_metrics), ("test", est.test())):
         pred = np.argmax(model(data[mode]["x"]).numpy(), axis=-1)
         want = numpy_scores(data[mode]["y"], pred, 4)
-        arrays = arrays or metrics
         assert metrics["accuracy"] == pytest.approx(want["accuracy"], abs=1e-12)
         assert metrics["accuracy"] == pytest.approx(metrics["ce_accuracy"], abs=1e-6)
-        np.testing.assert_array_equal(arrays["confusion_matrix"], want["confusion_matrix"])
+        np.testing.assert_array_equal(metrics["confusion_matrix"], want["confusion_matrix"])
         for key in ("precision", "recall", "f1_score"):
-            np.testing.assert_allclose(arrays[key], want[key], atol=1e-12)
+            np.testing.assert_allclose(metrics[key], want[key], atol=1e-12)
         assert metrics["f1_macro"] == pytest.approx(want["f1_score"].mean(), abs=1e-12)
-    assert "precision" not in record.eval_metrics  # arrays are kept apart from the scalars
+    assert "precision" not in record.log_line()  # arrays are in the record, not the log line
 
 
 class Recorder(Trace):
@@ -270,7 +268,7 @@ def test_traces_on_two_ranks(tmp_path):
         assert [r["epoch"] for r in resumed] == [0, 1, 2]
         assert report["stopper"] == {"wait": 3, "stopped_epoch": 2}
         for record, ref in zip(resumed, report["reference"]):
-            metrics, arrays = record["eval_metrics"], record["eval_arrays"]
+            metrics = arrays = record["eval_metrics"]
             assert metrics["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-12)
             np.testing.assert_array_equal(arrays["confusion_matrix"], ref["confusion_matrix"])
             for key in ("precision", "recall", "f1_score"):

@@ -7,6 +7,7 @@ import inspect
 import numbers
 from typing import Any, Iterable, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -135,6 +136,11 @@ def describe(value: Any) -> str:
         return value.signature()
     if getattr(value, "model_name", None):  # a model made by fe_dist.build
         return f"model({value.model_name!r})"
+    if isinstance(value, keras.layers.Layer):
+        # A model a user op calls itself: Keras' repr carries an auto-name (sequential_3) that
+        # depends on what was built before, which a resumed program need not repeat.
+        shapes = [tuple(v.shape) for v in value.weights]
+        return f"<{type(value).__qualname__} weights={shapes}>"
     if callable(value) and hasattr(value, "__qualname__"):
         return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
     text = repr(value)
@@ -153,6 +159,8 @@ def _is_faithful(value: Any) -> bool:
         return all(_is_faithful(k) and _is_faithful(v) for k, v in value.items())
     if getattr(value, "model_name", None):
         return True
+    if isinstance(value, keras.layers.Layer):  # described by its shapes, not its weights
+        return False
     if callable(value) and hasattr(value, "__qualname__"):
         # A module-level function is one object per name; lambdas and closures are not.
         return "<lambda>" not in value.__qualname__ and "<locals>" not in value.__qualname__

@@ -67,7 +67,7 @@ class Accuracy(Trace):
 
 class ConfusionMatrix(Trace):
     """The confusion matrix over the whole set: entry [i, j] counts samples of true class i
-    predicted as j (scikit-learn's layout). Recorded in ``EpochRecord.eval_arrays``.
+    predicted as j (scikit-learn's layout), recorded as nested lists.
 
     Args:
         true_key: Key of the labels.
@@ -114,9 +114,9 @@ class _ClassificationMetric(Trace):
 
     As FastEstimator (which calls scikit-learn with ``average='binary'`` for a binary prediction
     and ``average=None`` otherwise): by default a binary prediction gives the score of class 1
-    and a multi-class one the per-class scores (an array, in ``EpochRecord.eval_arrays``);
-    ``average`` "micro", "macro" or "weighted" gives one number instead (in
-    ``EpochRecord.eval_metrics``). A class with no predicted (or no true) sample scores 0.
+    and a multi-class one the per-class scores (an array, recorded as a list); ``average``
+    "micro", "macro" or "weighted" gives one number instead. A class with no predicted (or no
+    true) sample scores 0.
     """
 
     _default_name = ""

@@ -165,13 +165,14 @@ def plain(value: Any) -> Any:
     return value
 
 
-def split_logged(logged: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
-    """(scalar metrics as floats, array metrics as nested lists) of what traces wrote."""
-    scalars, arrays = {}, {}
+def record_values(logged: dict[str, Any]) -> dict[str, Any]:
+    """What traces wrote, for `EpochRecord.eval_metrics`: numbers as floats, arrays (a confusion
+    matrix, per-class scores) as nested lists."""
+    values = {}
     for key, value in logged.items():
         if isinstance(value, numbers.Number) or (np.ndim(value) == 0 and
                                                  np.asarray(value).dtype.kind in "biuf"):
-            scalars[key] = float(value)
+            values[key] = float(value)
         else:
-            arrays[key] = plain(np.asarray(value)) if not isinstance(value, str) else value
-    return scalars, arrays
+            values[key] = plain(np.asarray(value)) if not isinstance(value, str) else value
+    return values

@@ -40,9 +40,9 @@ class Data(dict):
         self.logged: dict[str, Any] = {}
 
     def write_with_log(self, key: str, value: Any) -> None:
-        """Put ``value`` in the epoch's record (``EpochRecord.eval_metrics`` for a scalar,
-        ``EpochRecord.eval_arrays`` for an array) and in ``data`` for later traces. It must be
-        the same on every rank (checked at the end of the hook)."""
+        """Put ``value`` in the epoch's record (``EpochRecord.eval_metrics``; an array as nested
+        lists) and in ``data`` for later traces. It must be the same on every rank (checked at
+        the end of the hook)."""
         self[key] = value
         self.logged[key] = value
 

@@ -101,7 +101,7 @@ def main(out_dir, directory):
 def dataclass_dict(record):
     """The parts of a record that must be the same on every rank."""
     return {"epoch": record.epoch, "eval_metrics": record.eval_metrics,
-            "eval_arrays": record.eval_arrays, "train_loss": record.train_loss}
+            "train_loss": record.train_loss}
 
 
 if __name__ == "__main__":
