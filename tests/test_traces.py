@@ -253,8 +253,9 @@ TRACES_TIMEOUT = 240
 
 def test_traces_on_two_ranks(tmp_path):
     """2 ranks (Gloo), 201 eval samples (uneven shares 101/100): every rank's metrics equal a
-    numpy computation over the whole eval set; EarlyStopping stops both ranks after the same
-    epoch; BestModelSaver writes from rank 0 only; trace state survives a resume."""
+    numpy computation over the whole eval set (and test set); EarlyStopping stops both ranks
+    after the same epoch; BestModelSaver writes from rank 0 only; trace state survives a
+    resume; a trace failing on one rank raises on both."""
     out = tmp_path / "out"
     out.mkdir()
     result = launch(["traces.py", "--dir", str(tmp_path)], out, timeout=TRACES_TIMEOUT)
@@ -277,5 +278,15 @@ def test_traces_on_two_ranks(tmp_path):
         improvements = sum(r["eval_metrics"]["since_best_ce"] == 0 for r in resumed)
         assert improvements >= 2
         assert report["saves"] == (improvements if rank == 0 else 0)
+        # Estimator.test() runs the metric traces on the whole test split (shares 51/50).
+        test, ref = report["test"], report["test_reference"]
+        assert test["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-12)
+        np.testing.assert_array_equal(test["confusion_matrix"], ref["confusion_matrix"])
+        np.testing.assert_allclose(test["f1_score"], ref["f1_score"], atol=1e-12)
+        # A trace failing on rank 1 alone raises on both ranks (rank 0 waited in a sum).
+        assert report["failure"] == ("DistributedError: [rank 1 failed in FailsOnRank1."
+                                     "on_epoch_end] ValueError: trace failure on rank 1 (in "
+                                     "on_epoch_end, epoch 0, train)" if rank == 0 else
+                                     "ValueError: trace failure on rank 1")
     assert reports[0]["resumed"] == reports[1]["resumed"]  # the same records everywhere
     assert (tmp_path / "best" / "a_best_ce.weights.h5").exists()
