@@ -419,7 +419,8 @@ class Estimator:
         epoch = entry.epoch
         ctx.progress(f"epoch {epoch}, {mode}")
         ds = self.pipeline.get_eval_dataset(epoch, global_batch, ctx,
-                                            max_batch=entry.micro_batch, mode=mode)
+                                            max_batch=entry.micro_batch, mode=mode,
+                                            seed=self.seed)
         keep = self.traces.keep(epoch, mode) if traces else ()
         step = self.network.get_eval_step(epoch, dict(ds.element_spec), mode,
                                           *([keep] if keep else []))

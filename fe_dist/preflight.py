@@ -16,6 +16,7 @@ import tensorflow as tf
 from fe_dist import helper_models, sharding
 from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError
+from fe_dist.op.numpyop.runner import check_numpy_ops
 from fe_dist.op.op import Op
 from fe_dist.op.tensorop.loss import LossOp
 from fe_dist.op.tensorop.model import ModelOp
@@ -155,6 +156,9 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context,
         batch = entry.global_batch
         keys = check_keys(pipeline.get_ops(epoch, mode), pipeline.keys(mode), epoch, mode,
                           "pipeline")
+        check_numpy_ops(pipeline.get_ops(epoch, mode), network.get_ops(epoch, mode),
+                        pipeline.data_spec(mode), epoch, mode,
+                        lambda key: pipeline.column(mode, key))
         if mode == "train":
             if not network.trained_models(epoch):
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
 
 
@@ -125,9 +126,13 @@ def schedule_table(plan: Any) -> str:
 
 
 def _short(signature: str) -> str:
-    """'Resize(inputs=('x',), ..., size=(30, 30), ...)' -> 'Resize(30, 30)' style names."""
+    """'Resize(inputs=('x',), ..., size=(30, 30), ...)' -> 'Resize[(30, 30)]' style names;
+    a ModelOp by its model's name: 'ModelOp[model1]'."""
     name = signature.split("(", 1)[0]
-    for key in ("size=", "scalar=", "model="):
+    model = re.search(r"model=model\('([^']*)'\)", signature)
+    if model:
+        return f"{name}[{model.group(1)}]"
+    for key in ("size=", "scalar="):
         if key in signature:
             value = signature.split(key, 1)[1]
             value = value[:value.index(")") + 1] if value.startswith("(") else \
