@@ -132,6 +132,11 @@ def _short(signature: str) -> str:
     """'Resize(inputs=('x',), ..., size=(30, 30), ...)' -> 'Resize[(30, 30)]' style names;
     a ModelOp by its model's name: 'ModelOp[model1]'."""
     name = signature.split("(", 1)[0]
+    if "numpy_op=" in signature or "numpy_ops=" in signature:  # Sometimes, OneOf: what they wrap
+        inner = signature.split("numpy_op", 1)[1]
+        wrapped = "|".join(re.findall(r"(?:=|\(|, )([A-Z]\w*)\(inputs=", inner))
+        prob = re.search(r"prob=([0-9.e-]+)\)$", signature)
+        return f"{name}[{wrapped}{' ' + prob.group(1) if prob else ''}]"
     model = re.search(r"model=model\('([^']*)'\)", signature)
     if model:
         return f"{name}[{model.group(1)}]"

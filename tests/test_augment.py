@@ -302,3 +302,10 @@ def test_estimator_eval_and_test_draw_from_its_seed():
     est.fit()
     est.test()
     assert seeds[-2:] == [9, 9]  # the eval of epoch 0, then test (preflight's come first)
+
+
+def test_schedule_table_names_the_ops_meta_ops_wrap():
+    from fe_dist.summary import _short
+    rotate = Rotate(inputs="x", outputs="x", limit=15)
+    assert _short(Sometimes(rotate, 0.5).signature()) == "Sometimes[Rotate 0.5]"
+    assert _short(OneOf(rotate, Cutout("x", "x", size=8)).signature()) == "OneOf[Rotate|Cutout]"

@@ -3,6 +3,7 @@ trace state in checkpoints, the checks before training, and the agreement of the
 of each epoch-level hook. One 2-rank launch (tests/programs/traces.py) checks them on uneven
 eval shares against a single-process numpy computation."""
 
+import json
 import re
 
 import keras
@@ -320,3 +321,29 @@ def test_traces_on_two_ranks(tmp_path):
                                      "ValueError: trace failure on rank 1")
     assert reports[0]["resumed"] == reports[1]["resumed"]  # the same records everywhere
     assert (tmp_path / "best" / "a_best_ce.weights.h5").exists()
+
+
+def test_launch_example_on_two_ranks(tmp_path):
+    """launch/mnist_traces_augment.py as a user runs it (horovodrun -np 2): batch growth,
+    augmentation from epoch 2, accuracy/F1/confusion matrix over the whole eval set, the best
+    model saved, early stopping, a per-step learning rate, then test()."""
+    summary_path, best = tmp_path / "summary.json", tmp_path / "best"
+    proc = launch(["../../launch/mnist_traces_augment.py", "--summary", str(summary_path),
+                   "--save-dir", str(best)], None, np=2, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(summary_path.read_text())
+    records = summary["records"]
+    grows = [[16, 16]] * 2 + [[32, 32]] * 2 + [[64, 64]] * 2  # global 32, 64, 128
+    assert [r["per_rank_batch"] for r in records] == grows[:len(records)]
+    assert all("Sometimes" in " ".join(r["pipeline_ops"]) for r in records[2:])
+    assert not any("Sometimes" in " ".join(r["pipeline_ops"]) for r in records[:2])
+    for r in records:
+        cm = np.array(r["eval_metrics"]["confusion_matrix"])
+        assert cm.sum() == 500  # the whole eval set, both ranks' shares
+        assert r["eval_metrics"]["accuracy"] == pytest.approx(np.trace(cm) / 500, abs=1e-9)
+        assert r["eval_metrics"]["accuracy"] == r["eval_metrics"]["ce_accuracy"]
+        assert 0 < r["learning_rates"]["lenet"] <= 1e-3
+    assert records[-1]["learning_rates"]["lenet"] < records[0]["learning_rates"]["lenet"]
+    assert records[-1]["stopped_training"] == (len(records) < 6)
+    assert list(best.glob("lenet_best_ce*")), list(best.iterdir())
+    assert summary["test"]["accuracy"] > 0.8 and "f1_score" in summary["test"]
