@@ -16,10 +16,9 @@ from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError
 from fe_dist.op.numpyop.draws import Draws, epoch_key
 from fe_dist.op.numpyop.runner import needs_draws, run_pipeline_ops
-from fe_dist.op.op import Op, cache_key, check_ops, run_ops
+from fe_dist.op.op import MODES, Op, cache_key, check_ops, run_ops
 from fe_dist.schedule import BaseScheduler, get_current_items, resolve
 
-MODES = ("train", "eval", "test")
 FINGERPRINT_ROWS = 64  # rows hashed per key: evenly spaced, first and last included
 PREFETCH = 2  # batches ready ahead of the step when autotune is off: one in use, one ahead
 

@@ -13,8 +13,21 @@ import tensorflow as tf
 
 from fe_dist.errors import ConfigError
 
-_MODES = ("train", "eval", "test")
+MODES = ("train", "eval", "test")
 _KEYS = ("inputs", "outputs", "mode")
+
+
+def set_keys(owner: Any, inputs: str | Sequence[str] | None,
+             outputs: str | Sequence[str] | None, mode: str | Iterable[str] | None) -> None:
+    """Check and set ``owner``'s (an op's or a trace's) ``inputs``, ``outputs`` and ``mode``."""
+    name = type(owner).__name__
+    owner.inputs = _as_keys(inputs, "inputs", name)
+    owner.outputs = _as_keys(outputs, "outputs", name)
+    for m in [mode] if isinstance(mode, str) else list(mode or []):
+        if m.removeprefix("!") not in MODES:
+            raise ConfigError(f"{name}: mode {m!r} is not one of {MODES}, a negation such "
+                              "as '!train', or None for every mode.")
+    owner.mode = mode
 
 
 def _as_keys(keys: str | Sequence[str] | None, what: str, op_name: str) -> tuple[str, ...]:
@@ -52,15 +65,7 @@ class Op:
                  inputs: str | Sequence[str] | None = None,
                  outputs: str | Sequence[str] | None = None,
                  mode: str | Iterable[str] | None = None) -> None:
-        name = type(self).__name__
-        self.inputs = _as_keys(inputs, "inputs", name)
-        self.outputs = _as_keys(outputs, "outputs", name)
-        modes = [mode] if isinstance(mode, str) else list(mode or [])
-        for m in modes:
-            if m.removeprefix("!") not in _MODES:
-                raise ConfigError(f"{name}: mode {m!r} is not one of {_MODES}, a negation such "
-                                  "as '!train', or None for every mode.")
-        self.mode = mode
+        set_keys(self, inputs, outputs, mode)
 
     def forward(self, data: Any, state: dict[str, Any]) -> Any:
         """Compute the outputs from the inputs (whole batches).

@@ -17,9 +17,8 @@ import numpy as np
 from fe_dist.distributed import Context
 from fe_dist.distributed.context import mark_raised_on_every_rank
 from fe_dist.errors import ConfigError, DistributedError
-from fe_dist.op.op import _as_keys, describe, recorded_arguments
+from fe_dist.op.op import describe, recorded_arguments, set_keys
 
-MODES = ("train", "eval", "test")
 _KEYS = ("inputs", "outputs", "mode")
 # Hooks that may call the collective helpers; each ends in an agreement of every rank.
 EPOCH_HOOKS = ("on_begin", "on_epoch_begin", "on_epoch_end", "on_end")
@@ -180,15 +179,7 @@ class Trace:
     def __init__(self, inputs: str | Sequence[str] | None = None,
                  outputs: str | Sequence[str] | None = None,
                  mode: str | Iterable[str] | None = None) -> None:
-        name = type(self).__name__
-        self.inputs = _as_keys(inputs, "inputs", name)
-        self.outputs = _as_keys(outputs, "outputs", name)
-        modes = [mode] if isinstance(mode, str) else list(mode or [])
-        for m in modes:
-            if m.removeprefix("!") not in MODES:
-                raise ConfigError(f"{name}: mode {m!r} is not one of {MODES}, a negation such "
-                                  "as '!train', or None for every mode.")
-        self.mode = mode
+        set_keys(self, inputs, outputs, mode)
 
     def on_begin(self, data: Data) -> None:
         """Start of fit() (or test()), on every rank."""
