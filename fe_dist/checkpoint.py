@@ -32,9 +32,11 @@ def path(directory: str | os.PathLike) -> Path:
 
 
 def save(directory: str | os.PathLike, models: dict[str, Any], epoch: int, plan: Plan,
-         records: list[dict[str, Any]], helpers: Sequence[HelperModel] = ()) -> Path:
+         records: list[dict[str, Any]], helpers: Sequence[HelperModel] = (),
+         traces: list[dict[str, Any]] | None = None) -> Path:
     """Write the state after ``epoch`` (atomic replace of the previous checkpoint), with the
-    variables of the ``helpers`` (models user ops call themselves; they have no optimizer)."""
+    variables of the ``helpers`` (models user ops call themselves; they have no optimizer) and
+    the ``traces``' state (`Traces.get_state`, JSON-ready)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {}
@@ -44,7 +46,8 @@ def save(directory: str | os.PathLike, models: dict[str, Any], epoch: int, plan:
     for helper in helpers:
         for i, var in enumerate(helper.variables):
             arrays[f"{_HELPER}{helper.name}/{i}"] = np.asarray(var)
-    meta = {"format": FORMAT, "epoch": epoch, "plan": plan.to_dict(), "records": records}
+    meta = {"format": FORMAT, "epoch": epoch, "plan": plan.to_dict(), "records": records,
+            "traces": traces or []}
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     final = path(directory)
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")

@@ -27,6 +27,9 @@ from fe_dist.schedule import (BaseScheduler, EpochPlan, Plan, build_plan, first_
                               resolve, warmup_length)
 from fe_dist.schedule.plan import check_eval_batch
 from fe_dist.summary import EpochRecord, Summary, schedule_table
+from fe_dist.trace.adapt import LRScheduler
+from fe_dist.trace.runner import Traces, record_values
+from fe_dist.trace.trace import Data, System
 
 T = TypeVar("T")
 
@@ -58,6 +61,8 @@ class Estimator:
             size too.
         progress: Draw a progress bar on rank 0 during each epoch. None (default): only on a
             terminal and not under mpirun or horovodrun, unless ``FE_DIST_PROGRESS=1`` (or 0).
+        traces: `fe_dist.trace.Trace` objects (each may be a Scheduler of traces), run on every
+            rank; see the README's "Traces".
     """
 
     def __init__(self, pipeline: Pipeline, network: Network, epochs: int, seed: int = 0,
@@ -67,7 +72,8 @@ class Estimator:
                  evaluate: bool | BaseScheduler = True,
                  history_dir: str | os.PathLike | None = None,
                  tensorboard_dir: str | os.PathLike | None = None,
-                 max_rank_batch: int | None = None, progress: bool | None = None) -> None:
+                 max_rank_batch: int | None = None, progress: bool | None = None,
+                 traces: list[Any] | None = None) -> None:
         self.pipeline = pipeline
         self.network = network
         self.epochs = epochs
@@ -79,6 +85,17 @@ class Estimator:
         self.history_dir = history_dir
         self.tensorboard_dir = tensorboard_dir
         self.max_rank_batch = max_rank_batch
+        self.traces = Traces(traces)
+        for item in self.traces.items:
+            if isinstance(item, BaseScheduler) and any(
+                    isinstance(t, LRScheduler) for t in item.get_all_values()):
+                raise ConfigError("An LRScheduler cannot be in a Scheduler: its lr_fn already "
+                                  "gives the rate by epoch or step. Give it to traces directly.")
+            if isinstance(item, LRScheduler):
+                item.install()  # before the plan: the model's lr schedule is part of it
+        self._system: System | None = None
+        self._stopped = False
+        self._restored_traces: list[dict[str, Any]] | None = None
         if tensorboard_dir is not None and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("Estimator(tensorboard_dir=...) needs the tensorboard package, "
                               "which TensorFlow no longer installs: pip install tensorboard.")
@@ -110,7 +127,10 @@ class Estimator:
     def test(self) -> dict[str, float]:
         """Evaluate on the whole "test" split, sharded over the ranks, with the schedule of the
         last epoch (its ops, models and the "test" batch size); returns the same metrics on
-        every rank: each loss and loss metric averaged over every test sample.
+        every rank: each loss and loss metric averaged over every test sample, and what the
+        traces active in "test" mode write (scalars as floats, arrays such as a confusion matrix
+        as nested lists). Those traces' on_begin, epoch and batch hooks and on_end run with
+        ``system.mode == "test"``.
 
         After `fit` it tests the trained models. Called alone (e.g. after
         ``fit(resume=True)`` in another run, or on weights the program loaded), every rank
@@ -124,20 +144,31 @@ class Estimator:
     def _test(self, ctx: Context) -> dict[str, float]:
         if self.plan is None:
             self.plan = self._agree_on_plan(ctx)
-            _together(ctx, "preflight",
-                      lambda: run_preflight(self.pipeline, self.network, self.plan, ctx))
+            _together(ctx, "preflight", lambda: run_preflight(
+                self.pipeline, self.network, self.plan, ctx, self.traces))
             self._broadcast_start_state(ctx)
         entry = self.plan.epochs[-1]
         batch = _together(ctx, "test batch size", lambda: check_eval_batch(
             self.pipeline.get_batch_size(entry.epoch, "test"), entry.epoch, "test"))
         start = time.perf_counter()
-        local = self._evaluate("test", entry, batch, ctx)
+        traces = self.traces.active(entry.epoch, "test")
+        if traces:
+            if self._system is None:
+                self._system = System(ctx)
+                self.traces.attach(self._system)
+            self._trace_hook("on_begin", traces, Data(), entry.epoch, "test")
+        local = self._evaluate("test", entry, batch, ctx, traces)
         ctx.progress("the gathering of every rank's test sums")
         sums = _sum_dicts(ctx.allgather_object(local, name="fe.test_report"))
         count = sums.pop("count", 0.0)
-        metrics = {k: v / count for k, v in sums.items()}
+        metrics: dict[str, Any] = {k: v / count for k, v in sums.items()}
+        if traces:
+            metrics.update(record_values(self._trace_hook(
+                "on_epoch_end", traces, Data(metrics), entry.epoch, "test")))
+            self._trace_hook("on_end", traces, Data(), entry.epoch, "test")
         self._log(ctx, f"test (epoch {entry.epoch}'s schedule, {int(count)} samples): "
-                       + " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+                       + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()
+                                  if isinstance(v, float))
                        + f" | {time.perf_counter() - start:.2f} s")
         return metrics
 
@@ -168,6 +199,9 @@ class Estimator:
         start = self._fit_start = time.perf_counter()
         records: list[EpochRecord] = []
         pending_resume = [resume]  # rank 0 restores the checkpoint in the first sync only
+        began = [False]  # the traces' on_begin ran
+        self._stopped = False
+        self._restored_traces = None
 
         def sync() -> None:
             """Bring every rank to rank 0's plan and state: before training, and again after
@@ -185,10 +219,10 @@ class Estimator:
             self._log(ctx, schedule_table(plan))
             ctx.progress("the checks and compilation of each schedule phase")
             _together(ctx, "preflight",
-                      lambda: run_preflight(self.pipeline, self.network, plan, ctx))
+                      lambda: run_preflight(self.pipeline, self.network, plan, ctx, self.traces))
             restored = _together(ctx, "resume", lambda: self._restore_checkpoint(
                 ctx, plan) if pending_resume[0] and ctx.is_chief else None)
-            pending_resume[0] = False
+            resuming, pending_resume[0] = pending_resume[0], False
             if restored is not None:
                 records[:] = [EpochRecord(**r) for r in restored]
             ctx.progress("the broadcast of the start state")
@@ -197,24 +231,44 @@ class Estimator:
                 saved = ctx.broadcast_object([dataclasses.asdict(r) for r in records],
                                              name="fe.records")
                 records[:] = [EpochRecord(**r) for r in saved]
+            if self.traces:
+                self._system = System(ctx)
+                self.traces.attach(self._system)
+                if resuming or ctx.size > 1:
+                    # Rank 0's trace state (the checkpoint's on a resume) and whether on_begin
+                    # ran: a rank joining an elastic run adopts both.
+                    state = self._restored_traces if resuming else self.traces.get_state()
+                    if ctx.size > 1:
+                        state, began[0] = ctx.broadcast_object(
+                            (state, began[0]) if ctx.is_chief else None, name="fe.trace_state")
+                    self.traces.set_state(state)
 
         def train(commit: Callable[[], None]) -> None:
-            while len(records) < self.epochs:
+            if self.traces and not began[0]:
+                began[0] = True
+                self._system.mode = "train"
+                self._trace_hook("on_begin", self.traces.all, Data(), len(records))
+            while len(records) < self.epochs and not self._stopped:
                 records.append(self._run_epoch(self.plan.epochs[len(records)], ctx, records))
                 commit()  # elastic runs roll back to here when a rank fails
 
-        def snapshot() -> tuple[list[list[np.ndarray]], list[EpochRecord]]:
-            return [[np.array(v) for v in state_variables(m)]
-                    for _, m in sorted(self.network.models.items())], list(records)
+        def snapshot() -> tuple[list[list[np.ndarray]], list[EpochRecord], list[Any]]:
+            return ([[np.array(v) for v in state_variables(m)]
+                     for _, m in sorted(self.network.models.items())], list(records),
+                    self.traces.get_state())
 
-        def restore(saved: tuple[list[list[np.ndarray]], list[EpochRecord]]) -> None:
-            values, saved_records = saved
+        def restore(saved: tuple[list[list[np.ndarray]], list[EpochRecord], list[Any]]) -> None:
+            values, saved_records, trace_state = saved
+            self.traces.set_state(trace_state)
             for (_, model), model_values in zip(sorted(self.network.models.items()), values):
                 for var, value in zip(state_variables(model), model_values):
                     var.assign(value)
             records[:] = saved_records
 
         ctx.run_elastic(train, sync=sync, snapshot=snapshot, restore=restore)
+        if self.traces:
+            self._system.mode = "train"
+            self._trace_hook("on_end", self.traces.all, Data(), len(records) - 1)
         return Summary(records=records, backend=ctx.backend, world_size=ctx.size,
                        signature_epochs=self.plan.signature_epochs,
                        total_seconds=time.perf_counter() - start,
@@ -223,7 +277,7 @@ class Estimator:
     def _agree_on_plan(self, ctx: Context) -> Plan:
         local = _together(ctx, "schedule", lambda: build_plan(
             self.pipeline, self.network, self.epochs, ctx.size, self.seed, self.evaluate,
-            self.max_rank_batch))
+            self.max_rank_batch, self.traces))
         reference = ctx.broadcast_object(local if ctx.is_chief else None, name="fe.plan")
         diff = first_difference(reference, local)
         error = None if diff is None else DistributedError(
@@ -246,6 +300,7 @@ class Estimator:
         checkpoint.restore(self.network.models, arrays, file,
                            helper_models.find(self.pipeline, self.network))
         self._log(ctx, f"resuming after epoch {meta['epoch']} from {file}")
+        self._restored_traces = meta.get("traces", [])
         return meta["records"]
 
     def _broadcast_start_state(self, ctx: Context) -> None:
@@ -268,6 +323,8 @@ class Estimator:
         start = time.perf_counter()
         timeline = {"train_start": start - self._fit_start}
         learning_rates: dict[str, float] = {}
+        trace_logs: dict[str, Any] = {}  # what traces wrote with write_with_log
+        eval_traces = self.traces.active(epoch, "eval") if entry.evaluate else []
         # Dropout masks and random layers draw from (seed, rank, epoch): different on every rank.
         # Only trained models draw (frozen and eval-only models run in inference mode), and the
         # others must stay untouched to the bit.
@@ -278,14 +335,25 @@ class Estimator:
                                                  micro_batch=micro)
             global_batch = tf.constant(batch, tf.float32)
             set_lr = self._lr_setter(entry)
+            traces = self.traces.active(epoch, "train")
             step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx,
-                                               sharding.micro_steps(entry, ctx.rank))
+                                               sharding.micro_steps(entry, ctx.rank),
+                                               self.traces.keep(epoch, "train"))
+            first_step = sum(e.steps for e in self.plan.epochs[:epoch])
+            if traces:
+                self._system.global_step = first_step
+                self._trace_hook("on_epoch_begin", traces, Data(), epoch, "train")
             outputs = []
             for b in self._batches(ds, "train", entry, ctx):
                 if step.begins_step:
                     ctx.progress(f"epoch {epoch}, train step {step.steps} (gradient allreduce)")
                     learning_rates = set_lr(step.steps)
+                if traces:  # once per batch (per micro-batch under accumulation)
+                    self.traces.run_batch_hook("on_batch_begin", traces, Data())
                 outputs.append(step(b, global_batch))
+                if traces:
+                    self._system.global_step = first_step + step.steps
+                    self.traces.run_batch_hook("on_batch_end", traces, _numpy(step.values))
                 if len(outputs) == 1:  # wait for the first step: its time shows rebuild costs
                     tf.nest.map_structure(lambda t: t.numpy(), outputs[0])
                     timeline["first_step_end"] = time.perf_counter() - self._fit_start
@@ -293,6 +361,9 @@ class Estimator:
                     self._progress.update(epoch, step.steps, entry.steps)
             report["steps"] = step.steps
             report["train"] = _add(outputs)
+            if traces:
+                trace_logs.update(self._trace_hook("on_epoch_end", traces, Data(), epoch,
+                                                   "train"))
         report["learning_rates"] = learning_rates
         self._average_model_state(entry, ctx)
         report["train_seconds"] = time.perf_counter() - start
@@ -301,7 +372,8 @@ class Estimator:
         report["reduced"] = (tensors_after - tensors_before, bytes_after - bytes_before)
         if entry.evaluate:
             eval_start = time.perf_counter()
-            report["eval"] = self._evaluate("eval", entry, entry.eval_batch or batch, ctx)
+            report["eval"] = self._evaluate("eval", entry, entry.eval_batch or batch, ctx,
+                                            eval_traces)
             report["eval_seconds"] = time.perf_counter() - eval_start
         timeline["eval_end"] = time.perf_counter() - self._fit_start
         report["timeline"] = timeline
@@ -309,6 +381,13 @@ class Estimator:
                              - skipped_before)
         ctx.progress(f"epoch {epoch}, the gathering of every rank's epoch report")
         record = self._record(entry, ctx.allgather_object(report, name="fe.epoch_report"), ctx)
+        if eval_traces:
+            # After the gather: the eval traces see the losses over the whole eval set.
+            trace_logs.update(self._trace_hook("on_epoch_end", eval_traces,
+                                               Data(record.eval_metrics), epoch, "eval"))
+        record.eval_metrics.update(record_values(trace_logs))
+        if self._system is not None and self._system.stop_training:
+            self._stopped = True  # the same on every rank (checked by the traces' agreement)
         if ctx.is_chief and self.verbose:
             self._progress.clear()
         self._log(ctx, record.log_line())
@@ -332,19 +411,30 @@ class Estimator:
         return record
 
     def _evaluate(self, mode: str, entry: EpochPlan, global_batch: int,
-                  ctx: Context) -> dict[str, float]:
+                  ctx: Context, traces: list[Any] | None = None) -> dict[str, float]:
         """This rank's sums over its shard of split ``mode`` ("eval" or "test") with the ops of
-        ``entry``'s epoch: loss and metric sums, and "count" (samples)."""
+        ``entry``'s epoch: loss and metric sums, and "count" (samples). Runs the ``traces``'
+        on_epoch_begin and batch hooks; the caller runs their on_epoch_end once the sums are
+        gathered."""
         epoch = entry.epoch
         ctx.progress(f"epoch {epoch}, {mode}")
         ds = self.pipeline.get_eval_dataset(epoch, global_batch, ctx,
-                                            max_batch=entry.micro_batch, mode=mode)
-        step = self.network.get_eval_step(epoch, dict(ds.element_spec), mode)
+                                            max_batch=entry.micro_batch, mode=mode,
+                                            seed=self.seed)
+        keep = self.traces.keep(epoch, mode) if traces else ()
+        step = self.network.get_eval_step(epoch, dict(ds.element_spec), mode,
+                                          *([keep] if keep else []))
+        if traces:
+            self._trace_hook("on_epoch_begin", traces, Data(), epoch, mode)
         outputs = []
         # A heartbeat per batch: a whole eval may outlast the stall timeout.
         for b in self._batches(ds, mode, entry, ctx):
             ctx.progress(f"epoch {epoch}, {mode} batch {len(outputs)}")
+            if traces:
+                self.traces.run_batch_hook("on_batch_begin", traces, Data())
             outputs.append(step(b))
+            if traces:
+                self.traces.run_batch_hook("on_batch_end", traces, _numpy(step.values))
         return _add(outputs)
 
     def _batches(self, ds: tf.data.Dataset, mode: str, entry: EpochPlan, ctx: Context) -> Any:
@@ -409,7 +499,8 @@ class Estimator:
         if self.checkpoint_dir is not None:
             checkpoint.save(self.checkpoint_dir, self.network.models, epoch, self.plan,
                             [dataclasses.asdict(r) for r in records],
-                            helper_models.find(self.pipeline, self.network))
+                            helper_models.find(self.pipeline, self.network),
+                            self.traces.get_state() if self.traces else None)
         if self.history_dir is not None:
             history.write(self.history_dir, records, self.plan.signature_epochs)
         if self.tensorboard_dir is not None:
@@ -445,6 +536,14 @@ class Estimator:
             micro_batches=entry.micro_batches,
             skipped_samples=sum(r.get("skipped", 0) for r in reports))
 
+    def _trace_hook(self, hook: str, traces: list[Any], data: Data, epoch: int,
+                    mode: str = "train") -> dict[str, Any]:
+        """Run an epoch-level hook of ``traces`` on every rank (agreed); what they logged."""
+        system = self._system
+        system.epoch_idx, system.mode = epoch, mode
+        system._ctx.progress(f"epoch {epoch}, the traces' {hook} ({mode})")
+        return self.traces.run_epoch_hook(hook, traces, data, system)
+
     def _log(self, ctx: Context, line: str) -> None:
         if self.verbose and ctx.is_chief:
             print(line, flush=True)
@@ -459,6 +558,11 @@ def _together(ctx: Context, what: str, fn: Callable[[], T]) -> T:
         error = err
     ctx.agree(error, what)
     return result
+
+
+def _numpy(values: dict[str, tf.Tensor]) -> Data:
+    """A step's kept batch values as numpy, for the traces' on_batch_end."""
+    return Data({k: v.numpy() for k, v in values.items()})
 
 
 def _add(outputs: list[dict[str, tf.Tensor]]) -> dict[str, float]:

@@ -87,33 +87,35 @@ class Network:
 
     # -- compiled steps ---------------------------------------------------------------------------
     def get_train_step(self, epoch: int, spec: Spec, ctx: Context | None = None,
-                       micro_steps: int = 1) -> "TrainStep":
+                       micro_steps: int = 1, keep: tuple[str, ...] = ()) -> "TrainStep":
         """The train step for ``epoch``'s ops on batches of ``spec``: one optimizer step per
         batch, or with ``micro_steps`` > 1 (gradient accumulation) one per that many consecutive
         micro-batches, whose gradients are summed locally and allreduced once.
 
         Compiled functions are cached by (ops, models, optimizers, input spec): one trace per
-        distinct signature for the whole run. Getting the step compiles it.
+        distinct signature for the whole run. Getting the step compiles it. ``keep`` names batch
+        keys (data or op outputs) the step also returns, for traces (`TrainStep.values`).
         """
         ctx = ctx or get_context()
         ops, models, optimizers, key = self._train_setup(epoch, spec)
+        key = (*key, tuple(keep))
         scalar = tf.TensorSpec([], tf.float32)
         if micro_steps == 1:
             step_key = ("train", *key)
             if step_key not in self._steps:
                 self._steps[step_key] = tf.function(
-                    self._train_fn(step_key, ops, models, optimizers, ctx),
+                    self._train_fn(step_key, ops, models, optimizers, ctx, keep),
                     input_signature=(spec, scalar))
             self._steps[step_key].get_concrete_function(spec, scalar)
             return TrainStep(self._steps[step_key])
         acc_key = ("accumulate", *key)
         if acc_key not in self._steps:
             self._steps[acc_key] = tf.function(
-                self._accumulate_fn(acc_key, ops, models, optimizers),
+                self._accumulate_fn(acc_key, ops, models, optimizers, keep),
                 input_signature=(spec, scalar))
         self._steps[acc_key].get_concrete_function(spec, scalar)  # records the gradient mask
         masks = self._grad_masks[acc_key]
-        apply_key = ("apply", key[1], masks)
+        apply_key = ("apply", key[1], masks)  # key[1]: the models and optimizers
         if apply_key not in self._steps:
             self._steps[apply_key] = tf.function(
                 self._apply_fn(apply_key, models, optimizers, masks, ctx), input_signature=())
@@ -149,29 +151,33 @@ class Network:
             opt.apply_gradients(zip(reduced, [v for _, v in pairs]))
 
     def _train_fn(self, key: tuple, ops: list[Op], models: list[keras.Model],
-                  optimizers: list[keras.optimizers.Optimizer], ctx: Context) -> Callable:
-        def train_step(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> dict:
+                  optimizers: list[keras.optimizers.Optimizer], ctx: Context,
+                  keep: tuple[str, ...]) -> Callable:
+        def train_step(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> tuple:
             self.trace_counts[key] += 1  # Python runs only while tracing
-            losses, grads = _losses_and_grads(ops, models, optimizers, batch, global_batch)
+            losses, grads, store = _losses_and_grads(ops, models, optimizers, batch,
+                                                     global_batch)
             self._reduce_and_apply(models, optimizers, grads, ctx)
-            return losses
+            return losses, {k: store[k] for k in keep}
 
         return train_step
 
     def _accumulate_fn(self, key: tuple, ops: list[Op], models: list[keras.Model],
-                       optimizers: list[keras.optimizers.Optimizer]) -> Callable:
+                       optimizers: list[keras.optimizers.Optimizer],
+                       keep: tuple[str, ...]) -> Callable:
         accumulators = [self._accumulators(m) for m in models]
 
-        def accumulate(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> dict:
+        def accumulate(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> tuple:
             self.trace_counts[key] += 1
-            losses, grads = _losses_and_grads(ops, models, optimizers, batch, global_batch)
+            losses, grads, store = _losses_and_grads(ops, models, optimizers, batch,
+                                                     global_batch)
             self._grad_masks[key] = tuple(tuple(g is not None for g in model_grads)
                                           for model_grads in grads)
             for accs, model_grads in zip(accumulators, grads):
                 for acc, grad in zip(accs, model_grads):
                     if grad is not None:
                         acc.assign_add(tf.convert_to_tensor(grad))
-            return losses
+            return losses, {k: store[k] for k in keep}
 
         return accumulate
 
@@ -202,17 +208,19 @@ class Network:
                     for v in model.trainable_variables]
         return self._accumulated[model.model_name]
 
-    def get_eval_step(self, epoch: int, spec: Spec,
-                      mode: str = "eval") -> Callable[[dict], dict]:
+    def get_eval_step(self, epoch: int, spec: Spec, mode: str = "eval",
+                      keep: tuple[str, ...] = ()) -> "EvalStep":
         """The compiled eval step for ``epoch``'s ops of ``mode`` ("eval" or "test"): loss and
-        metric sums plus the sample count."""
+        metric sums plus the sample count; ``keep`` names batch keys it also returns, for
+        traces (`EvalStep.values`)."""
         ops = self.get_ops(epoch, mode)
-        key = (mode, cache_key(ops), (), _spec_key(spec))
+        key = (mode, cache_key(ops), (), _spec_key(spec), tuple(keep))
         if key not in self._steps:
-            self._steps[key] = self._compile_eval(key, ops, spec, mode)
-        return self._steps[key]
+            self._steps[key] = self._compile_eval(key, ops, spec, mode, tuple(keep))
+        return EvalStep(self._steps[key])
 
-    def _compile_eval(self, key: tuple, ops: list[Op], spec: Spec, mode: str) -> Callable:
+    def _compile_eval(self, key: tuple, ops: list[Op], spec: Spec, mode: str,
+                      keep: tuple[str, ...]) -> Callable:
         loss_ops = [op for op in ops if isinstance(op, LossOp)]
 
         def eval_step(batch: dict[str, tf.Tensor]) -> dict:
@@ -225,9 +233,35 @@ class Network:
                 y_true, y_pred = (store[k] for k in op.inputs)
                 for name, values in op.per_sample_metrics(y_true, y_pred).items():
                     sums[metric_name(loss_key, name)] = tf.reduce_sum(values)
-            return sums
+            return sums, {k: store[k] for k in keep}
 
         return tf.function(eval_step, input_signature=(spec,))
+
+
+class EvalStep:
+    """Runs the compiled eval step on one batch.
+
+    Attributes:
+        values: The batch values of the ``keep`` keys from the last call (empty without).
+    """
+
+    def __init__(self, step: Callable) -> None:
+        self._step = step
+        self.values: dict[str, tf.Tensor] = {}
+
+    def __call__(self, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """This rank's loss and metric sums of ``batch``, and its sample count."""
+        sums, self.values = self._step(batch)
+        return sums
+
+    def get_concrete_function(self, spec: Spec) -> Any:
+        """Compile (trace) the step for batches of ``spec``."""
+        return self._step.get_concrete_function(spec)
+
+    def metric_keys(self, spec: Spec) -> list[str]:
+        """The losses and loss metrics the step sums (its eval metrics)."""
+        sums = self.get_concrete_function(spec).structured_outputs[0]
+        return sorted(k for k in sums if k != "count")
 
 
 class TrainStep:
@@ -236,6 +270,7 @@ class TrainStep:
 
     Attributes:
         steps: Optimizer steps completed so far.
+        values: The batch values of the ``keep`` keys from the last call (empty without).
     """
 
     def __init__(self, step: Callable, apply: Callable | None = None,
@@ -243,6 +278,7 @@ class TrainStep:
         self._step, self._apply, self._micro_steps = step, apply, micro_steps
         self._calls = 0
         self.steps = 0
+        self.values: dict[str, tf.Tensor] = {}
 
     @property
     def begins_step(self) -> bool:
@@ -251,7 +287,7 @@ class TrainStep:
 
     def __call__(self, batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> dict:
         """This rank's loss sums of ``batch``."""
-        losses = self._step(batch, global_batch)
+        losses, self.values = self._step(batch, global_batch)
         self._calls += 1
         if self._calls % self._micro_steps == 0:
             if self._apply is not None:
@@ -262,8 +298,9 @@ class TrainStep:
 
 def _losses_and_grads(ops: list[Op], models: list[keras.Model],
                       optimizers: list[keras.optimizers.Optimizer], batch: dict[str, tf.Tensor],
-                      global_batch: tf.Tensor) -> tuple[dict, list[list]]:
-    """This rank's loss sums, and each model's gradients of its loss over the global batch."""
+                      global_batch: tf.Tensor) -> tuple[dict, list[list], dict]:
+    """This rank's loss sums, each model's gradients of its loss over the global batch, and
+    the batch's keys after the ops."""
     store = dict(batch)
     with tf.GradientTape(persistent=len(models) > 1) as tape:
         run_ops(ops, store, {"mode": "train"})
@@ -275,7 +312,7 @@ def _losses_and_grads(ops: list[Op], models: list[keras.Model],
         scaled = [opt.scale_loss(losses[m.fe_dist.loss_name] / global_batch)
                   for m, opt in zip(models, optimizers)]
     grads = [tape.gradient(loss, m.trainable_variables) for m, loss in zip(models, scaled)]
-    return losses, grads
+    return losses, grads, store
 
 
 def _per_sample(store: dict[str, tf.Tensor], key: str, ops: list[Op],

@@ -14,6 +14,8 @@ from fe_dist.dataset.numpy_dataset import NumpyDataset
 from fe_dist.dataset.tf_dataset import TFDataset
 from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError
+from fe_dist.op.numpyop.draws import Draws, epoch_key
+from fe_dist.op.numpyop.runner import needs_draws, run_pipeline_ops
 from fe_dist.op.op import Op, cache_key, check_ops, run_ops
 from fe_dist.schedule import BaseScheduler, get_current_items, resolve
 
@@ -36,7 +38,9 @@ class Pipeline:
             an int or a Scheduler of ints; a Scheduler of such dicts works too). A mode left
             out of the dict uses the train batch size. Eval and test batches only set how many
             samples each rank evaluates at once; their metrics cover the whole split either way.
-        ops: Tensor ops applied to whole batches in ``tf.data``; each may be a Scheduler of ops.
+        ops: Ops applied to whole batches in ``tf.data``, each an op or a Scheduler of ops:
+            tensor ops, and per-sample NumpyOps (augmentation, ``fe_dist.op.numpyop``), whose
+            random draws are keyed on (seed, mode, epoch, sample position).
         autotune: Let ``tf.data`` autotune map parallelism and prefetch depth. Off by default:
             each rank then maps with its own thread budget (``Context.threads``) and prefetches
             ``PREFETCH`` batches. With one thread per rank the autotuner locked epochs to 2.56 s
@@ -57,6 +61,9 @@ class Pipeline:
         self.autotune = autotune
         self._train: dict[tuple, tuple[tf.data.Dataset, tf.Variable | None, LoadPlan]] = {}
         self._eval: dict[tuple, tf.data.Dataset] = {}
+        # The epoch key of a cached dataset holding NumpyOps: assigned every epoch, as the
+        # sample indices are, so a dataset reused across epochs draws new augmentations.
+        self._epoch_keys: dict[tuple, tf.Variable] = {}
 
     # -- schedule ---------------------------------------------------------------------------------
     def get_batch_size(self, epoch: int, mode: str = "train") -> Any:
@@ -138,9 +145,12 @@ class Pipeline:
                 micro = sharding.micro_batch_sizes(local, micro_batch) \
                     if micro_batch is not None and micro_batch < local else None
                 plan = LoadPlan("train", max(ctx.threads, 1))
-                ds = source.rank_batches(global_batch, sharding.rank_chunk(
-                    global_batch, ctx.size, ctx.rank), steps, micro, plan.threads)
-                self._train[key] = (self._finish(ds, ops, "train", ctx), None, plan)
+                chunk = sharding.rank_chunk(global_batch, ctx.size, ctx.rank)
+                ds = source.rank_batches(global_batch, chunk, steps, micro, plan.threads)
+                first = _train_first(global_batch, chunk.start, micro)
+                self._train[key] = (self._finish(ds, ops, "train", ctx, ("train", key), first),
+                                    None, plan)
+            self._set_epoch_key(("train", key), seed, epoch)
             return self._train[key][0]
         indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch)
         if key not in self._train:
@@ -148,9 +158,11 @@ class Pipeline:
                 index_var = tf.Variable(indices, trainable=False, dtype=tf.int64)
             steps, local = indices.shape
             uniform = micro_batch is None or micro_batch >= local
+            start = sharding.rank_chunk(global_batch, ctx.size, ctx.rank).start
             plan, ops = self._load_plan(source, ops, "train", ctx, local if uniform else None)
             if uniform:
                 ds = source.load(tf.data.Dataset.range(steps), lambda step: index_var[step], plan)
+                first = _train_first(global_batch, start, None)
             else:
                 sizes = sharding.micro_batch_sizes(local, micro_batch)
                 starts = tf.constant(np.cumsum([0] + sizes[:-1]), tf.int64)
@@ -162,17 +174,22 @@ class Pipeline:
                     return index_var[row, starts[j]:starts[j] + lengths[j]]
 
                 ds = source.load(tf.data.Dataset.range(steps * k), indices_of, plan)
-            self._train[key] = (self._finish(ds, ops, "train", ctx), index_var, plan)
+                first = _train_first(global_batch, start, sizes)
+            self._train[key] = (self._finish(ds, ops, "train", ctx, ("train", key), first),
+                                index_var, plan)
         ds, index_var, _ = self._train[key]
         index_var.assign(indices)
+        self._set_epoch_key(("train", key), seed, epoch)
         return ds
 
     def get_eval_dataset(self, epoch: int, global_batch: int, ctx: Context | None = None,
-                         max_batch: int | None = None, mode: str = "eval") -> tf.data.Dataset:
+                         max_batch: int | None = None, mode: str = "eval",
+                         seed: int = 0) -> tf.data.Dataset:
         """This rank's contiguous share of split ``mode`` ("eval" or "test"), batched by its
         per-rank batch size, or by ``max_batch`` when that is smaller
         (``Estimator(max_rank_batch=...)``: eval needs no accumulation, only smaller batches to
-        fit in memory)."""
+        fit in memory). NumpyOps of ``mode`` draw from (``seed``, mode, epoch, index in the
+        split)."""
         ctx = ctx or get_context()
         ops = self.get_ops(epoch, mode)
         key = (mode, global_batch, ctx.size, ctx.rank, max_batch, cache_key(ops))
@@ -195,7 +212,9 @@ class Pipeline:
                 ds = source.load(tf.data.Dataset.range(batches), lambda b: tf.range(
                     start + b * local_batch, tf.minimum(start + (b + 1) * local_batch, stop)),
                     plan)
-            self._eval[key] = self._finish(ds, ops, mode, ctx)
+            self._eval[key] = self._finish(ds, ops, mode, ctx, (mode, key),
+                                           lambda b: shard.start + b * local_batch)
+        self._set_epoch_key((mode, key), seed, epoch)
         return self._eval[key]
 
     def _load_plan(self, source: DataSource, ops: list[Op], mode: str, ctx: Context,
@@ -236,18 +255,47 @@ class Pipeline:
             return None
         return ConfigError(f"Epoch {epoch}, {where} (rank {ctx.rank}): {reason}.")
 
-    def _finish(self, ds: tf.data.Dataset, ops: list[Op], mode: str,
-                ctx: Context) -> tf.data.Dataset:
+    def _set_epoch_key(self, cached: tuple, seed: int, epoch: int) -> None:
+        if cached in self._epoch_keys:
+            self._epoch_keys[cached].assign(epoch_key(seed, cached[0], epoch))
+
+    def _finish(self, ds: tf.data.Dataset, ops: list[Op], mode: str, ctx: Context,
+                cached: tuple | None = None, first: Any = None) -> tf.data.Dataset:
+        """Map ``ops`` over the batches of ``ds``. With NumpyOps, each batch also gets its
+        `Draws`: the epoch key (a variable, see ``_epoch_keys``) and ``first(element index)``,
+        the global position of the batch's first sample."""
         threads = max(ctx.threads, 1)
-        if ops:
+        parallel = tf.data.AUTOTUNE if self.autotune else threads
+        if ops and needs_draws(ops) and first is not None:
+            with tf.init_scope():
+                key_var = tf.Variable(0, trainable=False, dtype=tf.int64)
+            self._epoch_keys[cached] = key_var
+
+            def augment(element: tf.Tensor, batch: dict) -> dict:
+                size = tf.shape(next(iter(batch.values())), out_type=tf.int64)[0]
+                draws = Draws.for_batch(key_var.read_value(), first(element), size)
+                return run_pipeline_ops(ops, dict(batch), {"mode": mode}, draws)
+
+            ds = ds.enumerate().map(augment, num_parallel_calls=parallel, deterministic=True)
+        elif ops:
             ds = ds.map(lambda batch: run_ops(ops, dict(batch), {"mode": mode}),
-                        num_parallel_calls=tf.data.AUTOTUNE if self.autotune else threads,
-                        deterministic=True)
+                        num_parallel_calls=parallel, deterministic=True)
         options = tf.data.Options()
         options.threading.private_threadpool_size = threads
         options.deterministic = True
         options.autotune.enabled = self.autotune
         return ds.prefetch(tf.data.AUTOTUNE if self.autotune else PREFETCH).with_options(options)
+
+
+def _train_first(global_batch: int, start: int, micro: list[int] | None) -> Any:
+    """Element index -> global position (step * global batch + place in it) of the first
+    sample of that element of a rank's training batches (``start``: the rank's first place in
+    a global batch; ``micro``: its micro-batch sizes, when a step comes in several)."""
+    if micro is None:
+        return lambda e: e * global_batch + start
+    starts = tf.constant(np.cumsum([0] + list(micro[:-1])), tf.int64)
+    k = len(micro)
+    return lambda e: (e // k) * global_batch + start + tf.gather(starts, e % k)
 
 
 def _check_data(data: Any) -> dict[str, DataSource]:

@@ -16,11 +16,13 @@ import tensorflow as tf
 from fe_dist import helper_models, sharding
 from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError
+from fe_dist.op.numpyop.runner import check_numpy_ops
 from fe_dist.op.op import Op
 from fe_dist.op.tensorop.loss import LossOp
 from fe_dist.op.tensorop.model import ModelOp
 from fe_dist.schedule import Plan
 from fe_dist.schedule.plan import check_eval_batch
+from fe_dist.trace.checks import check_trace_keys, check_trace_models
 
 
 def check_keys(ops: Iterable[Op], available: Iterable[str], epoch: int, mode: str,
@@ -131,13 +133,17 @@ def check_learning_rates(network: Any, plan: Plan) -> None:
         step += entry.steps
 
 
-def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None:
-    """Check and compile every signature epoch of ``plan`` on this rank.
+def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context,
+                  traces: Any = None) -> None:
+    """Check and compile every signature epoch of ``plan`` on this rank, with the keys its
+    ``traces`` (`fe_dist.trace.runner.Traces`) read and monitor.
 
     Raises:
         ConfigError: naming the epoch, op, key or model, and the fix.
     """
     check_learning_rates(network, plan)
+    if traces:
+        check_trace_models(traces, network)
     helpers = helper_models.find(pipeline, network)  # refuses fe.build models no ModelOp runs
     # Train and eval at every schedule change; test once, with the last epoch's schedule
     # (Estimator.test runs it after training).
@@ -150,6 +156,9 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
         batch = entry.global_batch
         keys = check_keys(pipeline.get_ops(epoch, mode), pipeline.keys(mode), epoch, mode,
                           "pipeline")
+        check_numpy_ops(pipeline.get_ops(epoch, mode), network.get_ops(epoch, mode),
+                        pipeline.data_spec(mode), epoch, mode,
+                        lambda key: pipeline.column(mode, key))
         if mode == "train":
             if not network.trained_models(epoch):
                 continue
@@ -168,14 +177,20 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context) -> None
         keys = check_keys(net_ops, spec, epoch, mode, "network")
         check_model_inputs(net_ops, spec, epoch, mode)
         check_targets(pipeline, net_ops, pipeline.get_ops(epoch, mode), epoch, mode)
+        keep = traces.keep(epoch, mode) if traces else ()
+        if traces:
+            check_trace_keys(traces, network, epoch, mode, keys, None)
         if mode == "train":
             check_losses(network, epoch, keys)
             _trace(lambda: network.get_train_step(epoch, spec, ctx,
-                                                  sharding.micro_steps(entry, ctx.rank)),
+                                                  sharding.micro_steps(entry, ctx.rank), keep),
                    epoch, mode)
         else:
-            _trace(lambda: network.get_eval_step(epoch, spec, mode)
-                   .get_concrete_function(spec), epoch, mode)
+            # keep only when traces ask: tests wrap get_eval_step with its older arguments
+            step = network.get_eval_step(epoch, spec, mode, *([keep] if keep else []))
+            _trace(lambda: step.get_concrete_function(spec), epoch, mode)
+            if traces:
+                check_trace_keys(traces, network, epoch, mode, keys, step.metric_keys(spec))
     if helpers:
         helper_models.check_not_updated(helpers, network.compiled_graphs())
 

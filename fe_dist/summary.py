@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
 
 
@@ -20,7 +21,8 @@ class EpochRecord:
         steps: Optimizer steps (the same on every rank).
         train_samples: Samples trained on over all ranks (steps × global batch).
         train_loss: Mean per-sample training loss, per loss key, over all ranks.
-        eval_metrics: Eval loss(es) and metrics over the whole eval set.
+        eval_metrics: Eval loss(es) and metrics over the whole eval set: numbers, and the
+            arrays traces write (a confusion matrix, per-class scores) as nested lists.
         seconds: Wall time of the training part of the epoch (slowest rank).
         samples_per_sec: train_samples / seconds.
         eval_seconds: Wall time of the eval part (slowest rank).
@@ -46,7 +48,7 @@ class EpochRecord:
     steps: int
     train_samples: int
     train_loss: dict[str, float]
-    eval_metrics: dict[str, float]
+    eval_metrics: dict[str, Any]
     seconds: float
     samples_per_sec: float
     eval_seconds: float
@@ -63,7 +65,9 @@ class EpochRecord:
         """The console line for this epoch."""
         per_rank = "/".join(str(b) for b in sorted(set(self.per_rank_batch), reverse=True))
         losses = " ".join(f"{k}={v:.4f}" for k, v in self.train_loss.items())
-        evals = " ".join(f"{k}={v:.4f}" for k, v in self.eval_metrics.items())
+        # Arrays (a confusion matrix from a trace) are in the record and history.json, not here.
+        evals = " ".join(f"{k}={v:.4f}" for k, v in self.eval_metrics.items()
+                         if isinstance(v, float))
         models = ",".join(self.trained_models) or "-"
         accumulation = f" in {self.micro_batches} micro-batches" if self.micro_batches > 1 else ""
         return (f"epoch {self.epoch}: train {models} | batch {self.global_batch} global, "
@@ -122,9 +126,13 @@ def schedule_table(plan: Any) -> str:
 
 
 def _short(signature: str) -> str:
-    """'Resize(inputs=('x',), ..., size=(30, 30), ...)' -> 'Resize(30, 30)' style names."""
+    """'Resize(inputs=('x',), ..., size=(30, 30), ...)' -> 'Resize[(30, 30)]' style names;
+    a ModelOp by its model's name: 'ModelOp[model1]'."""
     name = signature.split("(", 1)[0]
-    for key in ("size=", "scalar=", "model="):
+    model = re.search(r"model=model\('([^']*)'\)", signature)
+    if model:
+        return f"{name}[{model.group(1)}]"
+    for key in ("size=", "scalar="):
         if key in signature:
             value = signature.split(key, 1)[1]
             value = value[:value.index(")") + 1] if value.startswith("(") else \

@@ -110,6 +110,7 @@ def test_scheduled_optimizer_eval_and_callback():
     assert summary.signature_epochs == [0, 1, 2]  # optimizer and eval changes count
     table = schedule_table(est.plan)
     assert "m (Adam)" in table and "m (SGD)" in table and "eval" in table
+    assert "ModelOp[m]" in table  # the model's whole name (was cut to "ModelOp[model('m]")
 
 
 def test_history_files_and_tensorboard(tmp_path):

@@ -37,6 +37,13 @@ def raised_on_every_rank(error: BaseException) -> bool:
     return getattr(error, _RAISED_ON_EVERY_RANK, False)
 
 
+def mark_raised_on_every_rank(error: BaseException) -> BaseException:
+    """Mark ``error`` as raised on every rank together (by a check every rank ran on the same
+    gathered data), so `Estimator.fit` lets it propagate instead of ending the job."""
+    setattr(error, _RAISED_ON_EVERY_RANK, True)
+    return error
+
+
 class Context(abc.ABC):
     """The ranks of a run and the collectives fe_dist needs.
 

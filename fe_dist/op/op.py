@@ -45,13 +45,7 @@ class Op:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Op":
         instance = super().__new__(cls)
-        try:
-            bound = inspect.signature(cls.__init__).bind(instance, *args, **kwargs)
-            bound.apply_defaults()
-            arguments = dict(list(bound.arguments.items())[1:])  # without self
-        except TypeError:  # a wrong call: __init__ itself raises the usual message
-            arguments = {}
-        instance._init_args = arguments
+        instance._init_args = recorded_arguments(cls, instance, args, kwargs)
         return instance
 
     def __init__(self,
@@ -109,6 +103,18 @@ class Op:
 
     def __repr__(self) -> str:
         return self.signature()
+
+
+def recorded_arguments(cls: type, instance: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The arguments ``cls.__init__`` is about to get, by parameter name, defaults filled in
+    (for ``__new__`` of classes that describe themselves by their constructor arguments: ops,
+    traces)."""
+    try:
+        bound = inspect.signature(cls.__init__).bind(instance, *args, **kwargs)
+        bound.apply_defaults()
+        return dict(list(bound.arguments.items())[1:])  # without self
+    except TypeError:  # a wrong call: __init__ itself raises the usual message
+        return {}
 
 
 def describe(value: Any) -> str:

@@ -37,6 +37,7 @@ class EpochPlan:
         evaluate: Whether the epoch ends with an eval.
         eval_batch: The global eval batch size (``batch_size={"eval": ...}``; else the train
             batch size); None without an eval split.
+        traces: Signatures of the traces active (any mode).
     """
 
     epoch: int
@@ -54,6 +55,8 @@ class EpochPlan:
     evaluate: bool
     # A default, so plans saved in checkpoints before per-mode batch sizes still load.
     eval_batch: int | None = None
+    # A default, so plans saved in checkpoints before traces existed still load.
+    traces: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +99,12 @@ class Plan:
 
 
 def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: int,
-               evaluate: Any = True, max_rank_batch: int | None = None) -> Plan:
-    """Resolve ``pipeline``, ``network`` and the eval schedule ``evaluate`` (a bool or a
-    Scheduler of bools) for every epoch on ``world_size`` ranks; with ``max_rank_batch``, the
-    number of accumulated micro-batches per optimizer step.
+               evaluate: Any = True, max_rank_batch: int | None = None,
+               traces: Any = None) -> Plan:
+    """Resolve ``pipeline``, ``network``, the eval schedule ``evaluate`` (a bool or a
+    Scheduler of bools) and the ``traces`` (`fe_dist.trace.runner.Traces`) for every epoch on
+    ``world_size`` ranks; with ``max_rank_batch``, the number of accumulated micro-batches per
+    optimizer step.
 
     Raises:
         ConfigError: a batch size that is missing, not a positive int, smaller than the number
@@ -134,6 +139,7 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             "evaluate": bool(evaluate(epoch)) and "eval" in pipeline.modes(),
             "eval_batch": check_eval_batch(pipeline.get_batch_size(epoch, "eval"), epoch,
                                            "eval") if "eval" in pipeline.modes() else None,
+            "traces": traces.signatures(epoch) if traces else [],
         })
     plan = {
         "world_size": world_size,
@@ -152,7 +158,8 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
                             if m.fe_dist.lr_schedule is not None},
         "signature_epochs": get_signature_epochs(
             [*pipeline.scheduled_items(), *network.scheduled_items(),
-             *[m.fe_dist.optimizer_schedule for m in network.models.values()], eval_schedule],
+             *[m.fe_dist.optimizer_schedule for m in network.models.values()], eval_schedule,
+             *(traces.items if traces else [])],
             epochs),
         "epochs": plan_epochs,
         "data_fingerprint": {mode: pipeline.fingerprint(mode) for mode in pipeline.modes()},

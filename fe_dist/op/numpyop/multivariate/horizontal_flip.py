@@ -1,0 +1,35 @@
+"""`HorizontalFlip`: mirror images left to right."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import tensorflow as tf
+
+from fe_dist.op.numpyop.numpyop import ANY_DTYPES, BatchOp, image_problem, per_input
+
+
+class HorizontalFlip(BatchOp):
+    """Mirror every image left to right (the width axis of HWC images).
+
+    As in FastEstimator the op always flips; ``Sometimes(HorizontalFlip(...), 0.5)`` flips a
+    random half of the samples (a per-sample draw). Several input keys (an image and its mask)
+    are flipped together.
+
+    Args:
+        inputs: Image key(s), per-sample shape (height, width, channels).
+        outputs: Key(s) to write, one per input.
+        mode: "train", "eval", a list of them, or None for every mode.
+    """
+
+    def __init__(self, inputs: str | Sequence[str], outputs: str | Sequence[str],
+                 mode: str | Iterable[str] | None = None) -> None:
+        super().__init__(inputs=inputs, outputs=outputs, mode=mode)
+
+    def forward_batch(self, data: tf.Tensor | list[tf.Tensor],
+                      state: dict[str, Any]) -> tf.Tensor | list[tf.Tensor]:
+        return per_input(lambda x: tf.reverse(x, axis=[2]), data)
+
+    def check_spec(self, specs: list[tf.TensorSpec]) -> str | None:
+        return image_problem(self, specs, dtypes=ANY_DTYPES)
+

@@ -1,0 +1,73 @@
+"""Checks of the traces before training (run by `fe_dist.preflight` on every rank), so a trace
+reading a key nobody writes fails in the first seconds, not at the end of the first epoch."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from fe_dist.errors import ConfigError
+from fe_dist.op.tensorop.model import ModelOp
+from fe_dist.schedule import BaseScheduler
+from fe_dist.trace.runner import Traces
+
+
+def check_trace_models(traces: Traces, network: Any) -> None:
+    """Raise if a trace is given a model (``trace.model``) that the Network does not run."""
+    for trace in traces.all:
+        model = getattr(trace, "model", None)
+        if model is not None and network.models.get(model.model_name) is not model:
+            raise ConfigError(
+                f"{type(trace).__name__}: model {model.model_name!r} is not in the Network "
+                f"(its models: {sorted(network.models)}). Give the trace a model that a ModelOp "
+                "of the Network runs.")
+
+
+def check_trace_keys(traces: Traces, network: Any, epoch: int, mode: str,
+                     keys: Iterable[str], metrics: Iterable[str] | None) -> None:
+    """Raise if a trace active at ``epoch`` in ``mode`` reads a batch key nobody produces then
+    (``keys``: data and network outputs), or monitors an epoch metric that neither the loss ops
+    (``metrics``: the eval step's losses and loss metrics; None in train mode) nor an earlier
+    trace writes."""
+    keys = set(keys)
+    for trace in traces.active(epoch, mode):
+        for key in trace.inputs:
+            if key in keys:
+                continue
+            model = _model_writing(network, key)
+            if model is not None:
+                raise ConfigError(
+                    f"Epoch {epoch} ({mode}): trace {type(trace).__name__} reads key {key!r}, "
+                    f"which model {model!r}'s ModelOp writes, but that ModelOp is not active at "
+                    f"epoch {epoch} in {mode} mode. Schedule the trace with the model (a "
+                    "Scheduler with the same epochs), or read the key of the model active then.")
+            raise ConfigError(
+                f"Epoch {epoch} ({mode}): trace {type(trace).__name__} reads key {key!r}, which "
+                f"neither the data nor a network op produces then (keys then: {sorted(keys)}). "
+                "Fix the trace's key.")
+    if metrics is None:
+        return
+    produced = set(metrics)
+    for trace in traces.active(epoch, mode):
+        clash = sorted(set(trace.outputs) & set(metrics))
+        if clash:
+            raise ConfigError(
+                f"Epoch {epoch} ({mode}): trace {type(trace).__name__} writes {clash[0]!r}, which "
+                f"is already a loss or loss metric then. Give the trace another output name "
+                "(e.g. output_name=...).")
+        monitor = getattr(trace, "monitor", None)
+        if monitor is not None and monitor not in produced:
+            raise ConfigError(
+                f"Epoch {epoch} ({mode}): {type(trace).__name__} monitors {monitor!r}, which no "
+                f"loss, loss metric or earlier trace produces in {mode} then (metrics then: "
+                f"{sorted(produced)}). Monitor one of those, or put the trace that writes it "
+                "before this one.")
+        produced.update(trace.outputs)
+
+
+def _model_writing(network: Any, key: str) -> str | None:
+    """The model whose ModelOp writes ``key`` in some epoch or mode, if any."""
+    for item in network.ops:
+        for op in item.get_all_values() if isinstance(item, BaseScheduler) else [item]:
+            if isinstance(op, ModelOp) and key in op.outputs:
+                return op.model.model_name
+    return None
