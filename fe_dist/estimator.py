@@ -95,6 +95,7 @@ class Estimator:
                 item.install()  # before the plan: the model's lr schedule is part of it
         self._system: System | None = None
         self._stopped = False
+        self._last_epoch: int | None = None  # of the last fit(), for test()
         self._restored_traces: list[dict[str, Any]] | None = None
         if tensorboard_dir is not None and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("Estimator(tensorboard_dir=...) needs the tensorboard package, "
@@ -118,7 +119,7 @@ class Estimator:
                 ranks and ``max_rank_batch`` may differ, and ``epochs`` may be larger (the run
                 is extended). With ``epochs`` equal to the epochs already trained, fit returns
                 the saved records at once; with fewer, it raises ConfigError (the weights are
-                past that epoch).
+                past that epoch). A run a trace stopped (EarlyStopping) stays stopped.
         """
         if resume and self.checkpoint_dir is None:
             raise ConfigError("fit(resume=True) needs Estimator(checkpoint_dir=...) to read from.")
@@ -126,7 +127,8 @@ class Estimator:
 
     def test(self) -> dict[str, float]:
         """Evaluate on the whole "test" split, sharded over the ranks, with the schedule of the
-        last epoch (its ops, models and the "test" batch size); returns the same metrics on
+        last epoch trained (its ops, models and the "test" batch size; the planned last epoch
+        when fit has not run); returns the same metrics on
         every rank: each loss and loss metric averaged over every test sample, and what the
         traces active in "test" mode write (scalars as floats, arrays such as a confusion matrix
         as nested lists). Those traces' on_begin, epoch and batch hooks and on_end run with
@@ -147,7 +149,8 @@ class Estimator:
             _together(ctx, "preflight", lambda: run_preflight(
                 self.pipeline, self.network, self.plan, ctx, self.traces))
             self._broadcast_start_state(ctx)
-        entry = self.plan.epochs[-1]
+        # The schedule of the last epoch trained (an early stop ends before the planned last).
+        entry = self.plan.epochs[self._last_epoch if self._last_epoch is not None else -1]
         batch = _together(ctx, "test batch size", lambda: check_eval_batch(
             self.pipeline.get_batch_size(entry.epoch, "test"), entry.epoch, "test"))
         start = time.perf_counter()
@@ -225,6 +228,7 @@ class Estimator:
             resuming, pending_resume[0] = pending_resume[0], False
             if restored is not None:
                 records[:] = [EpochRecord(**r) for r in restored]
+                self._stopped = bool(records) and records[-1].stopped_training
             ctx.progress("the broadcast of the start state")
             self._broadcast_start_state(ctx)
             if ctx.size > 1:
@@ -266,6 +270,7 @@ class Estimator:
             records[:] = saved_records
 
         ctx.run_elastic(train, sync=sync, snapshot=snapshot, restore=restore)
+        self._last_epoch = len(records) - 1
         if self.traces:
             self._system.mode = "train"
             self._trace_hook("on_end", self.traces.all, Data(), len(records) - 1)
@@ -388,6 +393,7 @@ class Estimator:
         record.eval_metrics.update(record_values(trace_logs))
         if self._system is not None and self._system.stop_training:
             self._stopped = True  # the same on every rank (checked by the traces' agreement)
+            record.stopped_training = True  # saved with the records: a resume stops too
         if ctx.is_chief and self.verbose:
             self._progress.clear()
         self._log(ctx, record.log_line())

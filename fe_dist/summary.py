@@ -38,6 +38,8 @@ class EpochRecord:
             rank with the most samples.
         skipped_samples: Unreadable samples skipped over all ranks (train and eval), with a
             source's ``skip_bad=True``; the steps still ran on every rank.
+        stopped_training: A trace (e.g. EarlyStopping) stopped training after this epoch; a
+            resumed run then trains no further.
     """
 
     epoch: int
@@ -60,6 +62,7 @@ class EpochRecord:
     learning_rates: dict[str, float] = dataclasses.field(default_factory=dict)
     micro_batches: int = 1
     skipped_samples: int = 0
+    stopped_training: bool = False
 
     def log_line(self) -> str:
         """The console line for this epoch."""

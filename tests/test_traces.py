@@ -144,6 +144,36 @@ def test_best_model_saver_early_stopping_and_their_state_in_the_checkpoint(tmp_p
     assert saver.best == min(ce) and saver.best_epoch == int(np.argmin(ce))
 
 
+def test_a_stopped_run_stays_stopped_and_tests_with_the_last_trained_schedule(tmp_path):
+    """After EarlyStopping, test() uses the schedule of the last epoch trained (here the only
+    one running model "a"), and fit(resume=True) trains no further epoch."""
+    def program():
+        a, b = _model("a"), _model("b")
+        ops = [Scheduler({0: ModelOp(inputs="x", model=a, outputs="p"),
+                          1: ModelOp(inputs="x", model=b, outputs="p")}),
+               SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")]
+        return _estimator([EarlyStopping(monitor="ce", baseline=0.0)], epochs=3, model=a,
+                          net_ops=ops, checkpoint_dir=tmp_path)  # stops after epoch 0
+
+    est = program()
+    records = est.fit().records
+    assert [r.epoch for r in records] == [0] and records[0].stopped_training
+    b_before = [w.copy() for w in est.network.models["b"].get_weights()]
+    tested = est.test()
+    test = _data()["test"]
+
+    def test_ce(name):
+        probs = est.network.models[name](test["x"]).numpy().astype(np.float64)
+        return float(-np.log(probs[np.arange(len(test["y"])), test["y"]]).mean())
+
+    assert tested["ce"] == pytest.approx(test_ce("a"), rel=1e-5)
+    assert abs(test_ce("b") - test_ce("a")) > 1e-3  # b (the planned last epoch's) differs
+    resumed = program()
+    assert [r.epoch for r in resumed.fit(resume=True).records] == [0]
+    for w, w0 in zip(resumed.network.models["b"].get_weights(), b_before):
+        np.testing.assert_array_equal(w, w0)  # b (epochs 1-2) never trained
+
+
 def test_lr_scheduler_sets_the_rate_by_epoch_or_step():
     model = _model()
     summary = _estimator([LRScheduler(model, lambda epoch: 0.1 * (epoch + 1))], epochs=2,
