@@ -31,17 +31,21 @@ def launch(args: list[str], out_dir: Path | None, np: int = 2, launcher: str = "
     """Run ``tests/programs/<args[0]>`` (a path relative to it) on ``np`` ranks and return the
     finished process.
 
-    launcher: "gloo" or "mpi" (horovodrun), "mpirun" (Open MPI's own launcher), or "python"
-    (one plain process); ``launcher_args`` replace horovodrun's ``-H localhost:N``. Every run
+    launcher: "gloo" or "mpi" (horovodrun), "quiet-gloo" (horovodrun --gloo through
+    ``python -m fe_dist.launch``), "mpirun" (Open MPI's own launcher), or "python" (one plain
+    process); ``launcher_args`` replace horovodrun's ``-H localhost:N``. Every run
     has a time limit: a hung collective fails the test instead of
     hanging the suite.
     """
     program = [sys.executable, str(PROGRAMS / args[0]), *args[1:]]
     if out_dir is not None:  # the programs in tests/programs write their reports there
         program += ["--out", str(out_dir)]
-    if launcher in ("gloo", "mpi"):
+    if launcher in ("gloo", "mpi", "quiet-gloo"):
         hosts = ["-H", f"localhost:{np}"] if launcher_args is None else launcher_args
-        cmd = [_tool("horovodrun"), "-np", str(np), *hosts, f"--{launcher}", *program]
+        runner = ([sys.executable, "-m", "fe_dist.launch"] if launcher.startswith("quiet-")
+                  else [_tool("horovodrun")])
+        cmd = [*runner, "-np", str(np), *hosts, f"--{launcher.removeprefix('quiet-')}",
+               *program]
     elif launcher == "mpirun":
         cmd = [_tool("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", str(np),
                "-x", "PATH", "-x", "PYTHONPATH", "-x", "TF_CPP_MIN_LOG_LEVEL",

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import fe_dist as fe
-from conftest import REPO, launch
+from conftest import PROGRAMS, REPO, launch, read_reports
 from fe_dist import console
 from fe_dist.progress import Progress
 
@@ -102,3 +102,53 @@ def test_the_estimator_argument_decides_the_progress_bar(monkeypatch):
     assert not est._progress.enabled
     est = fe.Estimator(pipeline=est.pipeline, network=est.network, epochs=1, progress=True)
     assert est._progress.enabled
+
+
+# A pip console script: a file run by path (so multiprocessing's spawn children would re-run it).
+_CONSOLE_SCRIPT = """import sys
+from fe_dist.distributed.horovodrun import main
+if __name__ == "__main__":
+    sys.exit(main())
+"""
+
+
+@pytest.mark.multirank
+def test_the_quiet_launcher_is_horovodrun_without_its_own_tensorflow_lines(tmp_path):
+    # Plain horovodrun: its build checks import TensorFlow in a child of its own process, which
+    # prints the start-up lines without a [rank] prefix; a failing rank makes it exit with 1.
+    plain = launch(["hello.py", "--exit-code", "3"], tmp_path / "plain", launcher="gloo",
+                   timeout=120)
+    plain_output = plain.stdout + plain.stderr
+    assert plain.returncode == 1, plain_output[-3000:]
+    assert re.search(r"^WARNING: All log messages before absl", plain_output, re.M), plain_output
+
+    # python -m fe_dist.launch, same arguments: both ranks run, no start-up line anywhere.
+    out = tmp_path / "quiet"
+    out.mkdir()
+    quiet = launch(["hello.py"], out, launcher="quiet-gloo", timeout=120)
+    output = quiet.stdout + quiet.stderr
+    assert quiet.returncode == 0, output[-3000:]
+    assert [r["ranks"] for r in read_reports(out, 2)] == [[0, 1], [0, 1]]
+    for rank in (0, 1):
+        assert f"[{rank}]<stdout>:hello from rank {rank} of 2" in quiet.stdout, output
+    assert not NOISE.search(output), output
+
+    # The console script (fe-horovodrun): horovodrun's exit status and error output for a
+    # failing rank, no start-up line, and the spawn children that start the ranks do not
+    # import fe_dist again (-X importtime reaches them: only the launcher's own import shows).
+    script = tmp_path / "fe-horovodrun"
+    script.write_text(_CONSOLE_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOROVOD_")}
+    env.update(PYTHONPATH=str(REPO), OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env.pop("FE_DIST_BACKEND", None)
+    failing = subprocess.run(
+        [sys.executable, "-X", "importtime", str(script), "-np", "2", "-H", "localhost:2",
+         "--gloo", sys.executable, str(PROGRAMS / "hello.py"), "--out", str(tmp_path),
+         "--exit-code", "3"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    output = failing.stdout + failing.stderr
+    assert failing.returncode == plain.returncode, output[-3000:]
+    assert re.search(r"^Process [01] exit with status code 3\.$", output, re.M), output[-3000:]
+    lines = [line for line in output.splitlines() if not line.startswith("import time:")]
+    assert not NOISE.search("\n".join(lines)), output
+    assert len(re.findall(r"\|\s+fe_dist\.console$", failing.stderr, re.M)) == 1, failing.stderr
