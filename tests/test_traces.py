@@ -282,17 +282,21 @@ def test_a_batch_hook_error_is_raised_at_the_epoch_end_agreement():
 TRACES_TIMEOUT = 240
 
 
-def test_traces_on_two_ranks(tmp_path):
-    """2 ranks (Gloo), 201 eval samples (uneven shares 101/100): every rank's metrics equal a
-    numpy computation over the whole eval set (and test set); EarlyStopping stops both ranks
-    after the same epoch; BestModelSaver writes from rank 0 only; trace state survives a
+@pytest.mark.parametrize("launcher,backend", [("gloo", "horovod"), ("mpi", "mpi")])
+def test_traces_on_two_ranks(tmp_path, launcher, backend):
+    """2 ranks (Horovod over Gloo; fe_dist's MPI backend under horovodrun --mpi), 201 eval
+    samples (uneven shares 101/100): every rank's metrics, AUC included (gathered scores),
+    equal a numpy computation over the whole eval set (and test set); EarlyStopping stops both
+    ranks after the same epoch; BestModelSaver writes from rank 0 only; trace state survives a
     resume; a trace failing on one rank raises on both."""
     out = tmp_path / "out"
     out.mkdir()
-    result = launch(["traces.py", "--dir", str(tmp_path)], out, timeout=TRACES_TIMEOUT)
+    result = launch(["traces.py", "--dir", str(tmp_path)], out, launcher=launcher,
+                    timeout=TRACES_TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
     reports = read_reports(out, 2)
     for rank, report in enumerate(reports):
+        assert report["backend"] == backend
         first, resumed = report["first"], report["resumed"]
         # EarlyStopping (baseline never beaten, patience 3): epochs 0-1 in the first run,
         # wait restored as 2, so the resumed run stops after epoch 2 (of 6) on every rank.
@@ -305,6 +309,7 @@ def test_traces_on_two_ranks(tmp_path):
             np.testing.assert_array_equal(arrays["confusion_matrix"], ref["confusion_matrix"])
             for key in ("precision", "recall", "f1_score"):
                 np.testing.assert_allclose(arrays[key], ref[key], atol=1e-12)
+            assert metrics["auc"] == pytest.approx(ref["auc"], abs=1e-12)
         # Rank 0 alone writes the best model, once per improvement (over both runs).
         improvements = sum(r["eval_metrics"]["since_best_ce"] == 0 for r in resumed)
         assert improvements >= 2
@@ -314,6 +319,7 @@ def test_traces_on_two_ranks(tmp_path):
         assert test["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-12)
         np.testing.assert_array_equal(test["confusion_matrix"], ref["confusion_matrix"])
         np.testing.assert_allclose(test["f1_score"], ref["f1_score"], atol=1e-12)
+        assert test["auc"] == pytest.approx(ref["auc"], abs=1e-12)
         # A trace failing on rank 1 alone raises on both ranks (rank 0 waited in a sum).
         assert report["failure"] == ("DistributedError: [rank 1 failed in FailsOnRank1."
                                      "on_epoch_end] ValueError: trace failure on rank 1 (in "

@@ -5,8 +5,10 @@ seed) resumes for up to 6 epochs. EarlyStopping(monitor="ce", baseline=0.0, pati
 sees an improvement, so its wait counter is 2 at the checkpoint and the resumed run stops after
 epoch 2 exactly when the counter was restored. After every epoch each rank computes, in numpy
 (float64) from the current weights, the accuracy, confusion matrix and per-class
-precision/recall/F1 over the whole eval set (201 samples: shares 101/100 on 2 ranks), to check
-the traces' values against, and the same for Estimator.test() on 101 test samples. A last fit
+precision/recall/F1 over the whole eval set (201 samples: shares 101/100 on 2 ranks), and the
+one-vs-rest macro ROC AUC by a pairwise count over the model's own float32 scores of the whole
+set, to check the traces' values against, and the same for Estimator.test() on 101 test
+samples. A last fit
 has a trace that fails on rank 1 only, before the collective rank 0 then waits in: every rank
 must raise. Each rank writes rank<r>.json to --out.
 """
@@ -28,7 +30,7 @@ from fe_dist.op.tensorop.model import ModelOp
 from fe_dist.trace import Trace
 from fe_dist.trace.adapt import EarlyStopping
 from fe_dist.trace.io import BestModelSaver
-from fe_dist.trace.metric import Accuracy, ConfusionMatrix, F1Score, Precision, Recall
+from fe_dist.trace.metric import AUC, Accuracy, ConfusionMatrix, F1Score, Precision, Recall
 
 N_TRAIN, N_EVAL, N_TEST, SEED = 600, 201, 101, 7
 
@@ -44,8 +46,20 @@ def counting_save_weights(self, *args, **kwargs):
 keras.Model.save_weights = counting_save_weights
 
 
+def pairwise_auc(y, logits):
+    """One-vs-rest macro ROC AUC: per class, the fraction of (positive, negative) pairs whose
+    positive scores higher, a tie counting half; the mean over classes."""
+    aucs = []
+    for c in range(logits.shape[1]):
+        pos, neg = logits[y == c, c], logits[y != c, c]
+        wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+        aucs.append(wins / (pos.size * neg.size))
+    return float(np.mean(aucs))
+
+
 def scores(model, x, y):
-    """Accuracy, confusion matrix, per-class precision/recall/F1 over all of (x, y), in numpy."""
+    """Accuracy, confusion matrix, per-class precision/recall/F1 over all of (x, y), in numpy;
+    AUC from the model's float32 scores (ranks are sensitive to the last bit of near ties)."""
     w1, b1, w2, b2 = (w.astype(np.float64) for w in model.get_weights())
     pred = np.argmax(np.maximum(x.reshape(len(x), -1) @ w1 + b1, 0) @ w2 + b2, axis=1)
     cm = np.zeros((10, 10), np.int64)
@@ -56,6 +70,7 @@ def scores(model, x, y):
         recall = np.nan_to_num(tp / cm.sum(axis=1))
         f1 = np.nan_to_num(2 * tp / (cm.sum(axis=0) + cm.sum(axis=1)))
     return {"accuracy": float((pred == y).mean()), "confusion_matrix": cm.tolist(),
+            "auc": pairwise_auc(y, model(x).numpy()),
             "precision": precision.tolist(), "recall": recall.tolist(), "f1_score": f1.tolist()}
 
 
@@ -86,7 +101,7 @@ def make_estimator(directory, epochs, traces=None):
                               SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce",
                                                             from_logits=True)])
     default_traces = [Accuracy("y", "p"), Precision("y", "p"), Recall("y", "p"), F1Score("y", "p"),
-              ConfusionMatrix("y", "p", num_classes=10),
+              ConfusionMatrix("y", "p", num_classes=10), AUC("y", "p"),
               BestModelSaver(model, os.path.join(directory, "best"), monitor="ce"),
               EarlyStopping(monitor="ce", baseline=0.0, patience=3)]
     est = fe.Estimator(pipeline=pipeline, network=network, epochs=epochs, seed=SEED,
@@ -116,7 +131,7 @@ def main(out_dir, directory):
         failure = None
     except Exception as err:  # noqa: BLE001 - reported
         failure = f"{type(err).__name__}: {err}"
-    report = {"first": [dataclass_dict(r) for r in first.records],
+    report = {"backend": ctx.backend, "first": [dataclass_dict(r) for r in first.records],
               "resumed": [dataclass_dict(r) for r in resumed.records],
               "reference": reference + resumed_reference, "saves": saves[0],
               "stopper": {"wait": stopper.wait, "stopped_epoch": stopper.stopped_epoch},
