@@ -318,6 +318,8 @@ def estimator(pipe_ops, net_extra=(), x=None, epochs=3):
                                    r"min_width=4\) before this op"),
     ([PadIfNeeded("y", "y", 10, 10)], r"PadIfNeeded.*key 'y' has per-sample shape \(\) "
                                       r"\(int64\).*images of shape \(height, width, channels\)"),
+    ([PadIfNeeded("x", "x", 10, 9), RandomCrop("x", "x", 12, 9)],
+     r"RandomCrop.*key 'x' holds images of 10x9 .*smaller than the crop 12x9.*min_height=12"),
     ([PadIfNeeded("x", "x", 10, 10, border_mode="constant", value=(1, 2))],
      r"value \(1.0, 2.0\) gives 2 channel fills but key 'x' has 1 channels"),
     ([Sometimes(CoarseDropout("x", "x", max_height=10, max_width=2), 0.5)],
