@@ -52,7 +52,7 @@ class Estimator:
         evaluate: Whether to evaluate: a bool, or a Scheduler of bools (e.g. every 5th epoch
             with ``RepeatScheduler([False] * 4 + [True])``).
         history_dir: Where rank 0 writes history.csv, history.json and history.png after each
-            epoch.
+            epoch, and test.json after `test`.
         tensorboard_dir: Where rank 0 writes TensorBoard scalars after each epoch.
         max_rank_batch: The largest per-rank batch that fits in one device's memory. When a
             scheduled global batch needs more per rank, each rank accumulates gradients over
@@ -173,6 +173,10 @@ class Estimator:
                        + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()
                                   if isinstance(v, float))
                        + f" | {time.perf_counter() - start:.2f} s")
+        if self.history_dir is not None:
+            with ctx.unwatched("rank 0's test.json write"):
+                _together(ctx, "test outputs", lambda: history.write_test(
+                    self.history_dir, entry.epoch, int(count), metrics) if ctx.is_chief else None)
         return metrics
 
     def _run(self, work: Callable[[Context], T]) -> T:

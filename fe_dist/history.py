@@ -77,6 +77,16 @@ def write(directory: str | Path, records: list[EpochRecord], signature_epochs: l
     plot(directory / "history.png", records, signature_epochs)
 
 
+def write_test(directory: str | Path, epoch: int, samples: int,
+               metrics: dict[str, Any]) -> None:
+    """Write ``test.json`` into ``directory``: `Estimator.test`'s metrics (arrays as nested
+    lists), the epoch whose schedule it ran and the number of test samples."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "test.json").write_text(json.dumps(
+        {"epoch": epoch, "samples": samples, "metrics": _plain(metrics)}, indent=1))
+
+
 def panels(records: list[EpochRecord]) -> list[tuple[str, list[tuple[str, str, str]]]]:
     """What `figure` draws: (title, [(label, "train"|"eval", key), ...]) per panel. Each loss
     key gets its own panel with its train and eval curves; every other scalar eval metric its

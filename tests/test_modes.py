@@ -2,6 +2,8 @@
 op modes ("test", "!train"), and metric names that do not depend on the number of loss ops.
 The same test() on 2 ranks (uneven shares) is checked in tests/test_multirank.py."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -147,3 +149,12 @@ def test_metric_names_do_not_depend_on_the_number_of_loss_ops():
     assert set(one) == {"ce", "ce_accuracy"}
     assert set(two) == {"ce", "ce_accuracy", "ce_b", "ce_b_accuracy"}
     keras.backend.clear_session()
+
+
+def test_test_metrics_are_written_to_the_history_dir(tmp_path):
+    est = estimator(batch_size={"train": 16, "test": 8}, epochs=1, d=_splits())
+    est.history_dir = tmp_path
+    est.fit()
+    metrics = est.test()
+    written = json.loads((tmp_path / "test.json").read_text())
+    assert written == {"epoch": 0, "samples": 29, "metrics": metrics}
