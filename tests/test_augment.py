@@ -164,13 +164,12 @@ def crop_pipeline(ops):
 def crops(x, padded, ds):
     """Per sample of every batch of ``ds``: (id, (row, column) of its window in ``padded``)."""
     out = []
-    size = padded.shape[1] - x.shape[1] + 1
     for batch in ds:
         for im, i in zip(batch["x"].numpy(), batch["id"].numpy()):
-            hits = [(r, c) for r in range(size) for c in range(size)
-                    if np.array_equal(im, padded[i, r:r + 32, c:c + 32])]
+            windows = np.lib.stride_tricks.sliding_window_view(padded[i], im.shape)[:, :, 0]
+            hits = np.argwhere((windows == im).all(axis=(2, 3, 4)))
             assert len(hits) >= 1, "a crop that is no window of the padded image"
-            out.append((int(i), hits[0]))
+            out.append((int(i), tuple(int(v) for v in hits[0])))
     return out
 
 
