@@ -105,17 +105,16 @@ class PadIfNeeded(BatchOp):
                         f"{key!r} has {channels} channels. Give one number, or one per channel.")
             problem = _fit_problem(values, spec.dtype)
             if problem:
-                return f"the fill value {self.value!r} {problem} of key {key!r}; give a value " \
-                       "that fits, or cast the images first."
+                return (f"the fill value {self.value!r} {problem} of key {key!r}; give a value "
+                        "that fits, or cast the images first.")
         return None
 
 
 def _border_mode(border_mode: str | int) -> str:
-    if isinstance(border_mode, bool):
-        pass
-    elif isinstance(border_mode, int) and border_mode in _CV2_MODES:
+    if isinstance(border_mode, int) and not isinstance(border_mode, bool) \
+            and border_mode in _CV2_MODES:
         return _CV2_MODES[border_mode]
-    elif isinstance(border_mode, str) and border_mode in _MODES:
+    if isinstance(border_mode, str) and border_mode in _MODES:
         return border_mode
     raise ConfigError(f"PadIfNeeded: border_mode must be one of {_MODES} or an OpenCV border "
                       f"constant 0-4 ({', '.join(f'{k}: {v!r}' for k, v in _CV2_MODES.items())})"
@@ -131,8 +130,8 @@ def _fill(value: Any) -> float | tuple[float, ...]:
                             for v in items):
         raise ConfigError(f"PadIfNeeded: value must be a number or one number per channel, "
                           f"got {value!r}.")
-    numbers_ = tuple(float(v) for v in items)
-    return numbers_ if isinstance(value, (list, tuple, np.ndarray)) else numbers_[0]
+    fills = tuple(float(v) for v in items)
+    return fills if isinstance(value, (list, tuple, np.ndarray)) else fills[0]
 
 
 def _fit_problem(values: list[float], dtype: tf.DType) -> str | None:
