@@ -13,7 +13,8 @@ from conftest import launch, read_reports
 from fe_dist.errors import ConfigError
 from fe_dist.op.numpyop import Draws, NumpyOp
 from fe_dist.op.numpyop.meta import OneOf, Sometimes
-from fe_dist.op.numpyop.multivariate import HorizontalFlip, RandomCrop, Rotate, VerticalFlip
+from fe_dist.op.numpyop.multivariate import (HorizontalFlip, PadIfNeeded, RandomCrop, Rotate,
+                                             VerticalFlip)
 from fe_dist.op.numpyop.runner import run_pipeline_ops
 from fe_dist.op.numpyop.univariate import CoarseDropout, Cutout, Onehot
 from fe_dist.op.tensorop.loss import SparseCategoricalCrossentropy
@@ -105,6 +106,90 @@ def test_random_crop_takes_a_window_at_a_random_place():
         assert np.array_equal(out["m"][i], mask[i, r:r + 8, c:c + 6])  # same place for both
         places.add(hits[0])
     assert len(places) > 10
+
+
+def centred(h, w, least_h, least_w):
+    """albumentations' split of the padding: the odd pixel goes to the bottom / right."""
+    dh, dw = max(least_h - h, 0), max(least_w - w, 0)
+    return ((0, 0), (dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2), (0, 0))
+
+
+@pytest.mark.parametrize("border_mode,np_mode", [("constant", "constant"), (0, "constant"),
+                                                 ("reflect", "reflect"), (4, "reflect"),
+                                                 ("symmetric", "symmetric"), ("edge", "edge"),
+                                                 ("wrap", "wrap")])
+def test_pad_if_needed_equals_np_pad_image_and_mask_together(border_mode, np_mode):
+    x = images(n=4, h=31, w=26, c=3)  # odd padding of the height: 4 rows on top, 5 below
+    mask = (x[..., :1] * 10).astype(np.uint8)
+    fill = {"constant_values": 7} if np_mode == "constant" else {}
+    op = PadIfNeeded(("x", "m"), ("x", "m"), min_height=40, min_width=40,
+                     border_mode=border_mode, value=7)
+    out = apply(op, {"x": x, "m": mask})
+    pad = centred(31, 26, 40, 40)
+    assert pad[1] == (4, 5)
+    for key, original in (("x", x), ("m", mask)):
+        expected = np.pad(original, pad, mode=np_mode, **fill)
+        assert out[key].dtype == original.dtype and out[key].shape == expected.shape
+        assert np.array_equal(out[key], expected)
+        assert np.array_equal(out[key][:, 4:35, 7:33], original)  # centred
+    # Padding beyond the image's own size (numpy's repeated reflection), one axis at a time:
+    # a side at least the minimum is left as it is; an image at least the minimum passes.
+    small = images(n=2, h=3, w=50, c=1)
+    out = apply(PadIfNeeded("x", "x", 12, 20, border_mode=border_mode, value=7),
+                {"x": small})["x"]
+    assert np.array_equal(out, np.pad(small, centred(3, 50, 12, 20), mode=np_mode, **fill))
+    assert out.shape == (2, 12, 50, 1)
+    big = images(n=2, h=41, w=40)
+    assert np.array_equal(apply(PadIfNeeded("x", "x", 40, 40), {"x": big})["x"], big)
+    # FastEstimator's per-sample call, and one signature for equal settings.
+    one = op.forward([x[0], mask[0]], {"mode": "train"})
+    assert np.array_equal(one[1], np.pad(mask[0], pad[1:], mode=np_mode, **fill))
+    assert op.signature() == PadIfNeeded(("x", "m"), ("x", "m"), 40, 40, np_mode, 7).signature()
+
+
+def test_pad_if_needed_per_channel_fill():
+    x = images(n=2, h=4, w=4, c=3, dtype=np.uint8)
+    out = apply(PadIfNeeded("x", "x", 6, 5, border_mode="constant", value=[1, 2, 3]),
+                {"x": x})["x"]
+    assert out.shape == (2, 6, 5, 3)
+    assert (out[:, 0] == [1, 2, 3]).all() and (out[:, :, 4] == [1, 2, 3]).all()
+    assert np.array_equal(out[:, 1:5, :4], x)
+
+
+def crop_pipeline(ops):
+    x = images(n=N, h=32, w=32, c=3)
+    return x, fe.Pipeline(data={"train": {"x": x, "id": np.arange(N)}}, batch_size=B, ops=ops)
+
+
+def crops(x, padded, ds):
+    """Per sample of every batch of ``ds``: (id, (row, column) of its window in ``padded``)."""
+    out = []
+    for batch in ds:
+        for im, i in zip(batch["x"].numpy(), batch["id"].numpy()):
+            windows = np.lib.stride_tricks.sliding_window_view(padded[i], im.shape)[:, :, 0]
+            hits = np.argwhere((windows == im).all(axis=(2, 3, 4)))
+            assert len(hits) >= 1, "a crop that is no window of the padded image"
+            out.append((int(i), tuple(int(v) for v in hits[0])))
+    return out
+
+
+def test_pad_then_random_crop_cifar_style_is_seeded_and_schedulable():
+    # Padding from epoch 1 (scheduled), a 32x32 crop always: epoch 0 crops the whole image.
+    ops = [Scheduler({1: PadIfNeeded("x", "x", min_height=40, min_width=40, mode="train")}),
+           RandomCrop("x", "x", height=32, width=32, mode="train")]
+    x, p1 = crop_pipeline(ops)
+    _, p2 = crop_pipeline(ops)
+    padded = np.pad(x, centred(32, 32, 40, 40), mode="reflect")  # FastEstimator's default
+    assert all(place == (4, 4) for _, place in crops(x, padded,
+                                                     p1.get_train_dataset(0, B, ctx(), seed=3)))
+    e1 = crops(x, padded, p1.get_train_dataset(1, B, ctx(), seed=3))
+    assert len({place for _, place in e1}) > 20  # offsets vary per sample
+    assert e1 == crops(x, padded, p2.get_train_dataset(1, B, ctx(), seed=3))  # same seed
+    assert e1 != crops(x, padded, p1.get_train_dataset(1, B, ctx(), seed=4))
+    assert e1 != crops(x, padded, p1.get_train_dataset(2, B, ctx(), seed=3))  # new epoch
+    # Two ranks crop their halves of each global batch as one process does.
+    halves = [crops(x, padded, p1.get_train_dataset(1, B, ctx(r, 2), seed=3)) for r in (0, 1)]
+    assert [s for k in range(N // B) for h in halves for s in h[k * 8:(k + 1) * 8]] == e1
 
 
 def test_onehot_values():
@@ -227,7 +312,15 @@ def estimator(pipe_ops, net_extra=(), x=None, epochs=3):
     ([Scheduler({2: Rotate("v", "v")})], r"Epoch 2 \(train\).*Rotate.*key 'v' has per-sample "
                                          r"shape \(5,\)"),
     ([Onehot("x", "o", 10)], r"Onehot.*key 'x' has dtype float32.*integer class indices"),
-    ([RandomCrop("x", "x", 9, 4)], r"RandomCrop.*8x8.*smaller than the crop 9x4.*Resize"),
+    ([RandomCrop("x", "x", 9, 4)], r"RandomCrop.*8x8.*smaller than the crop 9x4.*pad the "
+                                   r"images first: PadIfNeeded\(inputs, outputs, min_height=9, "
+                                   r"min_width=4\) before this op"),
+    ([PadIfNeeded("y", "y", 10, 10)], r"PadIfNeeded.*key 'y' has per-sample shape \(\) "
+                                      r"\(int64\).*images of shape \(height, width, channels\)"),
+    ([PadIfNeeded("x", "x", 10, 9), RandomCrop("x", "x", 12, 9)],
+     r"RandomCrop.*key 'x' holds images of 10x9 .*smaller than the crop 12x9.*min_height=12"),
+    ([PadIfNeeded("x", "x", 10, 10, border_mode="constant", value=(1, 2))],
+     r"value \(1.0, 2.0\) gives 2 channel fills but key 'x' has 1 channels"),
     ([Sometimes(CoarseDropout("x", "x", max_height=10, max_width=2), 0.5)],
      r"key 'x' holds images of 8x8, smaller than the largest hole"),
     ([Onehot("y", "o", 8)], r"Onehot.*key 'y' holds labels from 0 to 9, outside \[0, "
@@ -250,6 +343,12 @@ def test_bad_dtype_and_misplaced_ops():
         Sometimes(HorizontalFlip("x", "x"), 1.5)
     with pytest.raises(ConfigError, match="OneOf needs at least one op"):
         OneOf()
+    with pytest.raises(ConfigError, match=r"PadIfNeeded.*fill value 300.0 is not an integer in "
+                                          r"\[0, 255\] for the uint8 images of key 'x'"):
+        estimator([PadIfNeeded("x", "x", 10, 10, border_mode="constant", value=300)],
+                  x=np.zeros((64, 8, 8, 1), np.uint8)).fit()
+    with pytest.raises(ConfigError, match=r"border_mode must be one of .*'reflect'.*got 'mirror'"):
+        PadIfNeeded("x", "x", 40, 40, border_mode="mirror")
 
 
 # -- 2 ranks -------------------------------------------------------------------------------------

@@ -69,7 +69,8 @@ def select(chosen: tf.Tensor, if_true: tf.Tensor, if_false: tf.Tensor, op: Any,
             f"and another {if_false.dtype.name}"
             f"{tuple(if_false.shape.as_list()[1:]) if if_false.shape.rank is not None else ''}, "
             "but every sample of a batch needs one shape and dtype. Put ops that change the "
-            "shape (RandomCrop, Onehot) outside Sometimes/OneOf, or make the choices agree.")
+            "shape (PadIfNeeded, RandomCrop, Onehot) outside Sometimes/OneOf, or make the "
+            "choices agree.")
     mask = tf.reshape(chosen, tf.concat([tf.shape(chosen), tf.ones(
         [tf.rank(if_true) - 1], tf.int32)], axis=0))
     return tf.where(mask, if_true, if_false)

@@ -15,8 +15,9 @@ class RandomCrop(BatchOp):
 
     This is a crop of a larger image (FastEstimator's and albumentations' ``RandomCrop``):
     the image must be at least ``height`` x ``width``. For CIFAR-style pad-and-crop, pad
-    first (e.g. a `Resize` up, or data stored padded). Each sample gets its own offset; several
-    input keys (an image and its mask) are cropped at the same place.
+    first: ``PadIfNeeded(x, x, min_height=40, min_width=40)`` then ``RandomCrop(x, x, 32, 32)``.
+    Each sample gets its own offset; several input keys (an image and its mask) are cropped at
+    the same place.
 
     Args:
         inputs: Image key(s), per-sample shape (height, width, channels).
@@ -55,7 +56,9 @@ class RandomCrop(BatchOp):
             if (h is not None and h < self.height) or (w is not None and w < self.width):
                 return (f"key {key!r} holds images of {h}x{w} (per-sample shape "
                         f"{tuple(spec.shape.as_list()[1:])}), smaller than the crop "
-                        f"{self.height}x{self.width}. Crop at most {h}x{w}, or enlarge the "
-                        "images first (Resize).")
+                        f"{self.height}x{self.width}. Crop at most {h}x{w}, or pad the "
+                        "images first: PadIfNeeded(inputs, outputs, "
+                        f"min_height={self.height}, min_width={self.width}) before this op "
+                        "(or a Resize up).")
         return None
 
