@@ -185,7 +185,8 @@ def _optimizer_name(model: Any, epoch: int) -> str:
 def _check_batch(batch: Any, epoch: int, world_size: int, n_train: int) -> int:
     if batch is None:
         raise ConfigError(f"Epoch {epoch}: no batch size is scheduled (the batch_size Scheduler "
-                          "has no key at or before this epoch). Give it a value at epoch 0.")
+                          "has no key at or before this epoch). Give it a value at epoch 0 "
+                          "(epochs count from 0 here; FastEstimator 1.x counts from 1).")
     if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
         raise ConfigError(f"Epoch {epoch}: batch size {batch!r} is not a positive int. The "
                           "batch_size is the global number of samples per step, e.g. 32.")
