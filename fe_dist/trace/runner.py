@@ -182,7 +182,7 @@ def plain(value: Any) -> Any:
 
 
 def record_values(logged: dict[str, Any]) -> dict[str, Any]:
-    """What traces wrote, for `EpochRecord.eval_metrics`: numbers as floats, arrays (a confusion
+    """What traces wrote, for `EpochRecord.eval_metrics` (or ``train_metrics``): numbers as floats, arrays (a confusion
     matrix, per-class scores) as nested lists."""
     values = {}
     for key, value in logged.items():
