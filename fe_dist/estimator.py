@@ -73,7 +73,7 @@ class Estimator:
                  history_dir: str | os.PathLike | None = None,
                  tensorboard_dir: str | os.PathLike | None = None,
                  max_rank_batch: int | None = None, progress: bool | None = None,
-                 traces: list[Any] | None = None) -> None:
+                 traces: Any | list[Any] | None = None) -> None:
         self.pipeline = pipeline
         self.network = network
         self.epochs = epochs

@@ -49,7 +49,7 @@ class Pipeline:
 
     def __init__(self, data: dict[str, Any],
                  batch_size: int | BaseScheduler[int],
-                 ops: Sequence[Op | BaseScheduler[Op]] | None = None,
+                 ops: Op | BaseScheduler[Op] | Sequence[Op | BaseScheduler[Op]] | None = None,
                  autotune: bool = False) -> None:
         get_context()  # pins this rank before TensorFlow starts
         self.data = _check_data(data)

@@ -32,6 +32,12 @@ def test_epoch_scheduler_is_a_zero_based_scheduler():
     assert "counts from 1" in EpochScheduler.__doc__  # the FastEstimator 1.x difference
     est = estimator(batch_size=EpochScheduler({0: 16, 1: 32}), epochs=2)
     assert [r.global_batch for r in est.fit().records] == [16, 32]
+    # A FastEstimator 1.x program's first key is 1: epoch 0 would run without the value.
+    with pytest.warns(UserWarning, match="starts at epoch 1: fe_dist counts epochs from 0"):
+        EpochScheduler({1: 16, 3: 32})
+    with pytest.warns(UserWarning), pytest.raises(ConfigError,
+                                                 match="FastEstimator 1.x counts from 1"):
+        estimator(batch_size=EpochScheduler({1: 16}), epochs=2).fit()
 
 
 def _eval_batch_sizes(est, mode="eval"):
@@ -158,3 +164,18 @@ def test_test_metrics_are_written_to_the_history_dir(tmp_path):
     metrics = est.test()
     written = json.loads((tmp_path / "test.json").read_text())
     assert written == {"epoch": 0, "samples": 29, "metrics": metrics}
+
+
+def test_one_op_or_one_trace_alone_is_a_list_of_one():
+    """FastEstimator accepts ops=Minmax(...) and traces=Accuracy(...) without a list."""
+    from fe_dist.trace.metric import Accuracy
+    model = fe.build(tiny(), model_name="m", loss_name="ce")
+    pipeline = fe.Pipeline(data=_splits(), batch_size=16,
+                           ops=Scale(inputs="x", scalar=1.0, outputs="x"))
+    network = fe.Network(ops=[ModelOp(inputs="x", model=model, outputs="p"),
+                              SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")])
+    est = fe.Estimator(pipeline=pipeline, network=network, epochs=1, verbose=False,
+                       traces=Accuracy(true_key="y", pred_key="p"))
+    metrics = est.fit().records[0].eval_metrics
+    assert metrics["accuracy"] == metrics["ce_accuracy"]
+    assert len(pipeline.ops) == 1

@@ -285,7 +285,25 @@ def test_traces_are_part_of_the_plan():
     for est in plans:
         est.fit()
     diff = first_difference(plans[0].plan, plans[1].plan)
-    assert "epoch 0, 'traces'" in diff and "patience=1" in diff
+    assert "epoch 0, 'traces'[0] differs" in diff and "patience=1" in diff
+
+
+def test_each_rank_may_give_its_own_save_dir(tmp_path):
+    """FastEstimator programs pass save_dir=tempfile.mkdtemp(): another directory on every
+    rank. Only rank 0 writes there, so it is no part of the plan the ranks compare; any other
+    difference is named by trace and argument, not by the whole list of traces."""
+    def plan(save_dir, patience=2):
+        model = _model()
+        est = _estimator([Accuracy("y", "p"), BestModelSaver(model, save_dir, monitor="ce"),
+                          EarlyStopping("ce", patience=patience)], model=model)
+        est.fit()
+        return est.plan
+
+    one = plan(tmp_path / "rank0")
+    assert first_difference(one, plan(tmp_path / "rank1")) is None
+    diff = first_difference(one, plan(tmp_path / "rank0", patience=3))
+    assert diff.startswith("epoch 0, 'traces'[2] differs: rank 0 has \"EarlyStopping(…patience=2")
+    assert "Accuracy" not in diff and "BestModelSaver" not in diff
 
 
 class _TwoRanks:

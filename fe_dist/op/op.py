@@ -198,7 +198,8 @@ def check_ops(ops: Any, owner: str) -> list[Any]:
     """``ops`` as a list, each an `Op` or a `Scheduler` of ops; otherwise a ConfigError."""
     from fe_dist.schedule import BaseScheduler  # schedule does not depend on ops; no cycle
 
-    ops = list(ops or [])
+    # One op alone is a list of one, as in FastEstimator (ops=Minmax(...)).
+    ops = [ops] if isinstance(ops, (Op, BaseScheduler)) else list(ops or [])
     for i, item in enumerate(ops):
         values = item.get_all_values() if isinstance(item, BaseScheduler) else [item]
         for value in values:

@@ -185,7 +185,8 @@ def _optimizer_name(model: Any, epoch: int) -> str:
 def _check_batch(batch: Any, epoch: int, world_size: int, n_train: int) -> int:
     if batch is None:
         raise ConfigError(f"Epoch {epoch}: no batch size is scheduled (the batch_size Scheduler "
-                          "has no key at or before this epoch). Give it a value at epoch 0.")
+                          "has no key at or before this epoch). Give it a value at epoch 0 "
+                          "(epochs count from 0 here; FastEstimator 1.x counts from 1).")
     if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
         raise ConfigError(f"Epoch {epoch}: batch size {batch!r} is not a positive int. The "
                           "batch_size is the global number of samples per step, e.g. 32.")
@@ -224,8 +225,10 @@ def first_difference(reference: Plan | dict[str, Any], local: Plan | dict[str, A
         local_label: Who holds ``local`` in the message, e.g. "this program".
     """
     reference, local = (p.to_dict() if isinstance(p, Plan) else p for p in (reference, local))
+
     def differs(what: str, ref_value: Any, own_value: Any) -> str:
-        return (f"{what} differs: {reference_label} has {ref_value!r}, {local_label} has "
+        where, ref_value, own_value = _pinpoint(ref_value, own_value)
+        return (f"{what}{where} differs: {reference_label} has {ref_value!r}, {local_label} has "
                 f"{own_value!r}")
 
     for key in ("world_size", "seed", "data", "models", "lr_warmup_steps"):
@@ -251,3 +254,25 @@ def first_difference(reference: Plan | dict[str, Any], local: Plan | dict[str, A
         return differs("'signature_epochs'", reference.get("signature_epochs"),
                        local.get("signature_epochs"))
     return None
+
+
+def _pinpoint(ref: Any, own: Any, context: int = 70) -> tuple[str, Any, Any]:
+    """Narrow two differing values to where they differ: the first differing item of two lists
+    of one length (an op or trace among the epoch's), then, for two signatures, the text from
+    the argument where they part (``BestModelSaver(…save_dir='/tmp/a'…)``), not the whole
+    list. Returns (the item index, or "", the two narrowed values)."""
+    where = ""
+    while isinstance(ref, list) and isinstance(own, list) and len(ref) == len(own) and ref:
+        i = next(i for i, (a, b) in enumerate(zip(ref, own)) if a != b)
+        where, ref, own = f"{where}[{i}]", ref[i], own[i]
+    if isinstance(ref, str) and isinstance(own, str) and len(ref) + len(own) > 2 * context:
+        start = next((i for i, (a, b) in enumerate(zip(ref, own)) if a != b),
+                     min(len(ref), len(own)))
+        cut = max(ref.rfind(", ", 0, start) + 2, ref.rfind("(", 0, start) + 1, 0)
+        name = ref.split("(", 1)[0] + "(…" if cut > 0 and "(" in ref else ""
+
+        def part(text: str) -> str:
+            tail = text[cut:]
+            return name + (tail if len(tail) <= context else tail[:context] + "…")
+        return where, part(ref), part(own)
+    return where, ref, own

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Generic, Iterable, TypeVar
 
 from fe_dist.errors import ConfigError
@@ -85,6 +86,16 @@ class EpochScheduler(Scheduler[T]):
         >>> [bs.get_current_value(e) for e in range(4)]
         [32, 32, 64, 64]
     """
+
+    def __init__(self, epoch_dict: dict[int, T | None]) -> None:
+        super().__init__(epoch_dict)
+        if self.keys[0] == 1:
+            # The likeliest cause is a FastEstimator 1.x program ported as is: its first epoch
+            # is 1, so here epoch 0 would silently run without the value.
+            warnings.warn(f"EpochScheduler({self.epoch_dict!r}) starts at epoch 1: fe_dist counts "
+                          "epochs from 0, so epoch 0 has no value (an op is off, a batch size is "
+                          "missing). FastEstimator 1.x counts from 1: subtract 1 from each key "
+                          "when porting.", stacklevel=2)
 
     def __repr__(self) -> str:
         return f"EpochScheduler({self.epoch_dict!r})"

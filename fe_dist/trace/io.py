@@ -27,13 +27,17 @@ class BestModelSaver(Trace):
 
     Args:
         model: A model of the Network (made by `fe_dist.build`).
-        save_dir: The directory to write to (made if missing).
+        save_dir: The directory rank 0 writes to (made if missing). Only rank 0's value is
+            used, so ``tempfile.mkdtemp()`` (another directory on every rank) is fine; the
+            other ranks' directories stay empty.
         monitor: An eval metric: a loss key (the default: the model's ``loss_name``), a loss
             metric or a trace output.
         save_best_mode: "min" or "max": which direction is better.
         load_best_final: Put the best weights back into the model at the end of fit(), on
             every rank.
     """
+
+    rank0_only_args = ("save_dir",)  # only rank 0 writes there (and reads, on resume)
 
     def __init__(self, model: keras.Model, save_dir: str | os.PathLike, monitor: str | None = None,
                  save_best_mode: str = "min", load_best_final: bool = False) -> None:

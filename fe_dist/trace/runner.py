@@ -21,8 +21,9 @@ class Traces:
         items: What ``Estimator(traces=...)`` got.
     """
 
-    def __init__(self, items: Sequence[Trace | BaseScheduler] | None) -> None:
-        self.items = list(items or [])
+    def __init__(self, items: Trace | BaseScheduler | Sequence[Trace | BaseScheduler] | None) -> None:
+        # One trace alone is a list of one, as in FastEstimator (traces=Accuracy(...)).
+        self.items = [items] if isinstance(items, (Trace, BaseScheduler)) else list(items or [])
         for i, item in enumerate(self.items):
             values = item.get_all_values() if isinstance(item, BaseScheduler) else [item]
             for value in values:

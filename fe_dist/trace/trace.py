@@ -214,9 +214,15 @@ class Trace:
         """Settings beyond the recorded constructor arguments (see `Op.get_config`)."""
         return {}
 
+    #: Constructor arguments only rank 0 acts on (where it writes files): left out of the
+    #: signature, so each rank may hold its own value, e.g. FastEstimator's habit
+    #: ``save_dir=tempfile.mkdtemp()``, a different directory on every rank.
+    rank0_only_args: tuple[str, ...] = ()
+
     def signature(self) -> str:
         """A plain string naming what this trace does, the same on every rank (run plan)."""
-        config = {k: v for k, v in getattr(self, "_init_args", {}).items() if k not in _KEYS}
+        config = {k: v for k, v in getattr(self, "_init_args", {}).items()
+                  if k not in _KEYS and k not in self.rank0_only_args}
         config.update(self.get_config())
         config = {"inputs": self.inputs, "outputs": self.outputs, "mode": self.mode, **config}
         body = ", ".join(f"{k}={describe(v)}" for k, v in config.items())
