@@ -8,6 +8,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from typing import Any, Callable, TypeVar
 
 import numpy as np
@@ -207,6 +208,11 @@ class Estimator:
         records: list[EpochRecord] = []
         pending_resume = [resume]  # rank 0 restores the checkpoint in the first sync only
         began = [False]  # the traces' on_begin ran
+        if not resume and self.checkpoint_dir is not None and ctx.is_chief and \
+                checkpoint.path(self.checkpoint_dir).exists():
+            warnings.warn(f"{checkpoint.path(self.checkpoint_dir)} holds a checkpoint; fit() "
+                          "starts at epoch 0 and replaces it after the first epoch. "
+                          "fit(resume=True) continues it instead.", stacklevel=3)
         self._stopped = False
         self._restored_traces = None
 

@@ -113,6 +113,11 @@ def test_resume_with_more_epochs_extends_the_run(tmp_path):
                                           r"epochs=3.*Set epochs to 5 or more"):
         _estimator(3, ckpt=tmp_path).fit(resume=True)
 
+    # fit() without resume starts over and would replace the checkpoint: it says so.
+    with pytest.warns(UserWarning, match="holds a checkpoint; fit.. starts at epoch 0 and "
+                                         "replaces it.*fit.resume=True. continues it"):
+        _estimator(1, ckpt=tmp_path).fit()
+
 
 def test_resume_refuses_a_changed_epoch_that_was_trained(tmp_path):
     _estimator(2, ckpt=tmp_path).fit()

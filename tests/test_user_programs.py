@@ -268,3 +268,34 @@ def test_a_model_that_does_not_fit_the_data_gets_keras_own_message():
     message = str(info.value)
     assert "expected axis -1 of input shape to have value 8" in message, message
     assert "received input with shape (16, 6)" in message and "Epoch 0 (train)" in message
+
+
+def test_classification_losses_say_what_to_change_when_shapes_do_not_fit():
+    """FastEstimator's CrossEntropy takes (y_pred, y); fe_dist's losses take (labels,
+    predictions). Swapped keys, or one-hot labels given to the sparse loss, fail before
+    training with what to change (Keras' own error named flattened shapes); one-hot labels
+    train with CategoricalCrossentropy."""
+    from fe_dist.op.numpyop.univariate import Onehot
+    from fe_dist.op.tensorop.loss import CategoricalCrossentropy
+    rng = np.random.default_rng(0)
+    d = {"train": {"x": rng.random((64, 8, 8, 1), dtype=np.float32),
+                   "y": rng.integers(0, 10, 64)}}
+
+    def fit(loss, pipe_ops=()):
+        model = fe.build(lambda: keras.Sequential([keras.Input((8, 8, 1)),
+                                                   keras.layers.Flatten(),
+                                                   keras.layers.Dense(10, activation="softmax")]),
+                         model_name="m", loss_name="ce")
+        return fe.Estimator(pipeline=fe.Pipeline(data=d, batch_size=16, ops=list(pipe_ops)),
+                            network=fe.Network([ModelOp(inputs="x", model=model, outputs="p"),
+                                                loss]),
+                            epochs=1, verbose=False).fit()
+
+    with pytest.raises(ConfigError, match=r"inputs look swapped.*inputs=\('y', 'p'\)"):
+        fit(SparseCategoricalCrossentropy(inputs=("p", "y"), outputs="ce"))
+    onehot = Onehot(inputs="y", outputs="y", num_classes=10, label_smoothing=0.1)
+    with pytest.raises(ConfigError, match=r"labels 'y' have shape \[16, 10\].*Use "
+                                          "CategoricalCrossentropy"):
+        fit(SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce"), [onehot])
+    summary = fit(CategoricalCrossentropy(inputs=("y", "p"), outputs="ce"), [onehot])
+    assert np.isfinite(summary.records[0].train_loss["ce"])

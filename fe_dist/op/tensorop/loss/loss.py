@@ -46,3 +46,39 @@ class LossOp(TensorOp):
     def per_sample_metrics(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> dict[str, tf.Tensor]:
         """Eval metrics, one float32 value per sample each; averaged over the eval set."""
         return {}
+
+
+def check_label_shapes(op: LossOp, y_true: tf.Tensor, y_pred: tf.Tensor, sparse: bool) -> None:
+    """While the step is traced: the labels and predictions of a classification loss have the
+    shapes it needs (class indices [batch] or [batch, 1] when ``sparse``, else one row per
+    sample as wide as the prediction; predictions [batch, classes]). Swapped inputs (the order
+    of FastEstimator's CrossEntropy is (y_pred, y_true)) and one-hot labels given to a sparse
+    loss fail here with what to change, not with Keras' shape error."""
+    true_shape, pred_shape = y_true.shape, y_pred.shape
+    if true_shape.rank is None or pred_shape.rank is None:
+        return
+    label_key, pred_key = op.inputs
+    wide = lambda shape: shape.rank >= 2 and shape[-1] not in (None, 1)  # noqa: E731
+    problem = None
+    if pred_shape.rank < 2 and wide(true_shape):
+        problem = (f"the inputs look swapped: {type(op).__name__} takes (labels, predictions), "
+                   f"but {label_key!r} has shape {true_shape.as_list()} and {pred_key!r} "
+                   f"{pred_shape.as_list()}. Give inputs=({pred_key!r}, {label_key!r}) "
+                   "(FastEstimator's CrossEntropy takes (predictions, labels))")
+    elif pred_shape.rank < 2:
+        problem = (f"predictions {pred_key!r} have shape {pred_shape.as_list()}; a "
+                   "classification loss needs one score per class, [batch, classes]")
+    elif sparse and wide(true_shape):
+        problem = (f"labels {label_key!r} have shape {true_shape.as_list()}, one row per sample "
+                   "(one-hot?), but a sparse loss takes class indices [batch]. Use "
+                   "CategoricalCrossentropy for one-hot labels (e.g. after Onehot), or give "
+                   "the class indices")
+    elif not sparse and (true_shape.rank != pred_shape.rank or (
+            true_shape[-1] is not None and pred_shape[-1] is not None
+            and true_shape[-1] != pred_shape[-1])):
+        problem = (f"labels {label_key!r} have shape {true_shape.as_list()} but predictions "
+                   f"{pred_key!r} {pred_shape.as_list()}; one-hot labels need one column per "
+                   "class (Onehot(num_classes=...)), or use SparseCategoricalCrossentropy for "
+                   "class indices")
+    if problem:
+        raise ConfigError(f"{op}: {problem}.")

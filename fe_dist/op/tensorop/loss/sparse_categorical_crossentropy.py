@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from fe_dist.errors import ConfigError
-from fe_dist.op.tensorop.loss.loss import LossOp
+from fe_dist.op.tensorop.loss.loss import LossOp, check_label_shapes
 
 
 class SparseCategoricalCrossentropy(LossOp):
@@ -61,6 +61,7 @@ class SparseCategoricalCrossentropy(LossOp):
         if not (y_true.dtype.is_integer or y_true.dtype.is_floating):
             raise ConfigError(f"{self}: labels {key!r} are {y_true.dtype.name}, not class "
                               "indices. Map them to ints 0..classes-1 first.")
+        check_label_shapes(self, y_true, y_pred, sparse=True)
         checks = []
         if y_true.dtype.is_floating:
             checks.append(tf.debugging.assert_equal(
