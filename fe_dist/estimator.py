@@ -338,7 +338,9 @@ class Estimator:
         start = time.perf_counter()
         timeline = {"train_start": start - self._fit_start}
         learning_rates: dict[str, float] = {}
-        trace_logs: dict[str, Any] = {}  # what traces wrote with write_with_log
+        # What traces wrote with write_with_log, per mode: train values stay apart from eval's.
+        train_logs: dict[str, Any] = {}
+        trace_logs: dict[str, Any] = {}
         eval_traces = self.traces.active(epoch, "eval") if entry.evaluate else []
         # Dropout masks and random layers draw from (seed, rank, epoch): different on every rank.
         # Only trained models draw (frozen and eval-only models run in inference mode), and the
@@ -377,7 +379,7 @@ class Estimator:
             report["steps"] = step.steps
             report["train"] = _add(outputs)
             if traces:
-                trace_logs.update(self._trace_hook("on_epoch_end", traces, Data(), epoch,
+                train_logs.update(self._trace_hook("on_epoch_end", traces, Data(), epoch,
                                                    "train"))
         report["learning_rates"] = learning_rates
         self._average_model_state(entry, ctx)
@@ -401,6 +403,7 @@ class Estimator:
             trace_logs.update(self._trace_hook("on_epoch_end", eval_traces,
                                                Data(record.eval_metrics), epoch, "eval"))
         record.eval_metrics.update(record_values(trace_logs))
+        record.train_metrics.update(record_values(train_logs))
         if self._system is not None and self._system.stop_training:
             self._stopped = True  # the same on every rank (checked by the traces' agreement)
             record.stopped_training = True  # saved with the records: a resume stops too

@@ -1,5 +1,6 @@
 """Per-epoch history on disk: CSV, JSON, a PNG plot with schedule changes marked, and
-TensorBoard scalars. Written by rank 0.
+TensorBoard scalars. Written by rank 0. Train-mode traces' values (``train_metrics``) get the
+"train_" prefix of the train losses.
 
 Values that are not one number (a confusion matrix in ``eval_metrics``) are written to the JSON
 only: the CSV's columns, the plot and TensorBoard's scalars take numbers.
@@ -51,8 +52,8 @@ def flatten(record: EpochRecord, scalars_only: bool = True) -> dict[str, Any]:
         "steps": record.steps, "seconds": round(record.seconds, 4),
         "samples_per_sec": round(record.samples_per_sec, 2),
     }
-    for prefix, values in (("train", record.train_loss), ("eval", record.eval_metrics),
-                           ("lr", record.learning_rates)):
+    for prefix, values in (("train", record.train_loss), ("train", record.train_metrics),
+                           ("eval", record.eval_metrics), ("lr", record.learning_rates)):
         for k, v in values.items():
             if is_scalar(v):
                 row[f"{prefix}_{k}"] = float(v) if isinstance(v, (np.generic, np.ndarray)) else v
@@ -89,19 +90,32 @@ def write_test(directory: str | Path, epoch: int, samples: int,
 
 def panels(records: list[EpochRecord]) -> list[tuple[str, list[tuple[str, str, str]]]]:
     """What `figure` draws: (title, [(label, "train"|"eval", key), ...]) per panel. Each loss
-    key gets its own panel with its train and eval curves; every other scalar eval metric its
-    own (an accuracy in [0, 1] and a loss of 2.3 on one axis would flatten the accuracy)."""
+    key gets its own panel with its train and eval curves; every other scalar metric its own
+    (an accuracy in [0, 1] and a loss of 2.3 on one axis would flatten the accuracy), with
+    its train curve (a train-mode trace's value) and eval curve where they exist."""
     losses = sorted({k for r in records for k in r.train_loss})
     metrics = sorted({k for r in records for k, v in r.eval_metrics.items() if is_scalar(v)})
+    trained = sorted({k for r in records for k, v in r.train_metrics.items() if is_scalar(v)}
+                     - set(losses))
     result = []
     for key in losses:
         curves = [(f"train {key}", "train", key)]
         if key in metrics:
             curves.append((f"eval {key}", "eval", key))
         result.append((f"loss {key}", curves))
-    result += [(f"eval {key}", [(f"eval {key}", "eval", key)])
-               for key in metrics if key not in losses]
+    for key in sorted((set(metrics) | set(trained)) - set(losses)):
+        curves = [(f"{split} {key}", split, key) for split, keys in
+                  (("train", trained), ("eval", metrics)) if key in keys]
+        result.append((" / ".join(label for label, _, _ in curves), curves))
     return result
+
+
+def _value(record: EpochRecord, split: str, key: str) -> Any:
+    """A curve's value at ``record`` (None if absent): a train loss, else a train trace's
+    value, or an eval metric."""
+    if split == "train":
+        return record.train_loss.get(key, record.train_metrics.get(key))
+    return record.eval_metrics.get(key)
 
 
 def figure(records: list[EpochRecord], signature_epochs: list[int]) -> Any:
@@ -123,8 +137,7 @@ def figure(records: list[EpochRecord], signature_epochs: list[int]) -> Any:
         extra.remove()
     for ax, (title, curves) in zip(axes, content):
         for label, split, key in curves:
-            values = [(r.train_loss if split == "train" else r.eval_metrics).get(key)
-                      for r in records]
+            values = [_value(r, split, key) for r in records]
             ax.plot(epochs, [float(v) if v is not None and is_scalar(v) else float("nan")
                              for v in values], "o-" if split == "train" else "s--", label=label)
         ax.set_title(title)
@@ -164,7 +177,8 @@ class TensorBoard:
         self._writer = tf.summary.create_file_writer(str(logdir))
 
     def write(self, record: EpochRecord) -> None:
-        scalars = {f"train/{k}": v for k, v in record.train_loss.items()}
+        scalars = {f"train/{k}": v for k, v in record.train_metrics.items()}
+        scalars.update({f"train/{k}": v for k, v in record.train_loss.items()})
         scalars.update({f"eval/{k}": v for k, v in record.eval_metrics.items()})
         scalars.update({f"lr/{k}": v for k, v in record.learning_rates.items()})
         # A confusion matrix or other array is no scalar: it is in history.json.

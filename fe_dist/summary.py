@@ -40,6 +40,9 @@ class EpochRecord:
             source's ``skip_bad=True``; the steps still ran on every rank.
         stopped_training: A trace (e.g. EarlyStopping) stopped training after this epoch; a
             resumed run then trains no further.
+        train_metrics: What train-mode traces wrote with ``write_with_log`` (e.g.
+            ``Accuracy(..., mode="train")``), kept apart from ``eval_metrics`` as in
+            FastEstimator, so one key may have a train and an eval value.
     """
 
     epoch: int
@@ -63,6 +66,8 @@ class EpochRecord:
     micro_batches: int = 1
     skipped_samples: int = 0
     stopped_training: bool = False
+    # Last, with a default: records saved before it existed still load.
+    train_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def log_line(self) -> str:
         """The console line for this epoch."""
@@ -71,11 +76,14 @@ class EpochRecord:
         # Arrays (a confusion matrix from a trace) are in the record and history.json, not here.
         evals = " ".join(f"{k}={v:.4f}" for k, v in self.eval_metrics.items()
                          if isinstance(v, float))
+        trained = " ".join(f"{k}={v:.4f}" for k, v in self.train_metrics.items()
+                           if isinstance(v, float))
+        trained = f" | train {trained}" if trained else ""
         models = ",".join(self.trained_models) or "-"
         accumulation = f" in {self.micro_batches} micro-batches" if self.micro_batches > 1 else ""
         return (f"epoch {self.epoch}: train {models} | batch {self.global_batch} global, "
                 f"{per_rank} per rank{accumulation} x {self.world_size} | {self.steps} steps | "
-                f"loss {losses or '-'} | eval {evals or '-'} | {self.seconds:.2f} s, "
+                f"loss {losses or '-'}{trained} | eval {evals or '-'} | {self.seconds:.2f} s, "
                 f"{self.samples_per_sec:.0f} samples/s")
 
 

@@ -3,6 +3,7 @@ trace state in checkpoints, the checks before training, and the agreement of the
 of each epoch-level hook. One 2-rank launch (tests/programs/traces.py) checks them on uneven
 eval shares against a single-process numpy computation."""
 
+import dataclasses
 import json
 import re
 
@@ -117,8 +118,64 @@ def test_hooks_run_in_fastestimator_order_with_only_the_keys_asked_for():
     # The eval on_epoch_end sees the losses over the whole eval set.
     assert [c[4] for c in calls if c[0] == "on_epoch_end" and c[1] == "eval"][0] == \
         ["ce", "ce_accuracy"]
-    assert summary.records[1].eval_metrics["seen_train"] == 1.0
+    assert summary.records[1].train_metrics["seen_train"] == 1.0  # train values apart
     assert summary.records[1].eval_metrics["seen_eval"] == 1.0
+
+
+class CustomF1Score(Trace):
+    """FastEstimator's "trace communication" tutorial trace: F1 from what the Precision and
+    Recall traces before it wrote."""
+
+    def __init__(self, mode="eval"):
+        super().__init__(inputs=("precision", "recall"), outputs="custom_f1", mode=mode)
+        self.batch_keys = set()
+
+    def on_batch_end(self, data):
+        self.batch_keys.update(data)
+
+    def on_epoch_end(self, data):
+        p, r = np.asarray(data["precision"]), np.asarray(data["recall"])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            data.write_with_log(self.outputs[0], np.nan_to_num(2 * p * r / (p + r)))
+
+
+def test_a_trace_reads_what_earlier_traces_wrote():
+    custom = CustomF1Score()
+    est = _estimator([Precision("y", "p"), Recall("y", "p"), custom, F1Score("y", "p")],
+                     epochs=1)
+    # Not asked of the compiled step: no step produces "precision".
+    assert est.traces.keep(0, "eval") == ("p", "y")
+    record = est.fit().records[0]
+    np.testing.assert_allclose(record.eval_metrics["custom_f1"], record.eval_metrics["f1_score"],
+                               atol=1e-12)
+    assert custom.batch_keys == {"p", "y"}  # on_batch_end has batch keys only
+
+
+def test_train_trace_values_are_kept_apart_from_eval_values():
+    from fe_dist import history
+    from fe_dist.summary import EpochRecord
+
+    est = _estimator([Accuracy("y", "p", mode="train"), Accuracy("y", "p"),
+                      Accuracy("y", "p", output_name="train_only", mode="train")], epochs=1)
+    record = est.fit().records[0]
+    model, data = est.network.models["m"], _data()
+    pred = np.argmax(model(data["eval"]["x"]).numpy(), axis=-1)
+    assert record.eval_metrics["accuracy"] == pytest.approx(float((pred == data["eval"]["y"])
+                                                                  .mean()), abs=1e-12)
+    assert set(record.train_metrics) == {"accuracy", "train_only"}
+    assert record.train_metrics["accuracy"] == record.train_metrics["train_only"]
+    assert "train_only" not in record.eval_metrics
+    line = record.log_line()
+    assert (f"| train accuracy={record.train_metrics['accuracy']:.4f} "
+            f"train_only={record.train_metrics['train_only']:.4f} | eval ") in line
+    row = history.flatten(record)
+    assert row["train_accuracy"] == record.train_metrics["accuracy"]
+    assert row["eval_accuracy"] == record.eval_metrics["accuracy"]
+    assert ("train accuracy / eval accuracy", [("train accuracy", "train", "accuracy"),
+                                               ("eval accuracy", "eval", "accuracy")]) \
+        in history.panels([record])
+    old = {k: v for k, v in dataclasses.asdict(record).items() if k != "train_metrics"}
+    assert EpochRecord(**old).train_metrics == {}  # records saved before the field still load
 
 
 def test_best_model_saver_early_stopping_and_their_state_in_the_checkpoint(tmp_path):
@@ -205,6 +262,13 @@ def test_lr_scheduler_sets_the_rate_by_epoch_or_step():
     (lambda m, b: ["accuracy"], "traces[0] is 'accuracy', not a Trace"),
     (lambda m, b: [Accuracy("y", "p", output_name="ce")], "trace Accuracy writes 'ce', which is "
                                                           "already a loss or loss metric"),
+    (lambda m, b: [CustomF1Score(), Precision("y", "p"), Recall("y", "p")],
+     "trace CustomF1Score reads key 'precision', which the later trace Precision writes: traces "
+     "run in the order given. Move CustomF1Score after Precision"),
+    (lambda m, b: [Accuracy("y", "p", output_name="ce", mode="train")],
+     "Epoch 0 (train): trace Accuracy writes 'ce', which is already a training loss"),
+    (lambda m, b: [Accuracy("y", "p", mode="train"), EarlyStopping(monitor="accuracy")],
+     "EarlyStopping monitors 'accuracy', which no loss"),
 ])
 def test_bad_traces_fail_before_training(make, words):
     m, b = _model("m"), _model("b")

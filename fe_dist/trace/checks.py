@@ -24,15 +24,24 @@ def check_trace_models(traces: Traces, network: Any) -> None:
 
 def check_trace_keys(traces: Traces, network: Any, epoch: int, mode: str,
                      keys: Iterable[str], metrics: Iterable[str] | None) -> None:
-    """Raise if a trace active at ``epoch`` in ``mode`` reads a batch key nobody produces then
-    (``keys``: data and network outputs), or monitors an epoch metric that neither the loss ops
+    """Raise if a trace active at ``epoch`` in ``mode`` reads a key nobody produces then
+    (``keys``: data and network outputs; or an earlier active trace's outputs, which it sees in
+    on_epoch_end; a later trace's output is refused, naming the order), or monitors an epoch metric that neither the loss ops
     (``metrics``: the eval step's losses and loss metrics; None in train mode) nor an earlier
     trace writes."""
     keys = set(keys)
-    for trace in traces.active(epoch, mode):
+    active = traces.active(epoch, mode)
+    for i, (trace, written) in enumerate(zip(active, traces.from_traces(epoch, mode))):
         for key in trace.inputs:
-            if key in keys:
+            if key in keys or key in written:  # written: an earlier trace's output
                 continue
+            later = next((t for t in active[i + 1:] if key in t.outputs), None)
+            if later is not None:
+                raise ConfigError(
+                    f"Epoch {epoch} ({mode}): trace {type(trace).__name__} reads key {key!r}, "
+                    f"which the later trace {type(later).__name__} writes: traces run in the "
+                    f"order given. Move {type(trace).__name__} after {type(later).__name__} in "
+                    "Estimator(traces=[...]).")
             model = _model_writing(network, key)
             if model is not None:
                 raise ConfigError(
@@ -44,6 +53,16 @@ def check_trace_keys(traces: Traces, network: Any, epoch: int, mode: str,
                 f"Epoch {epoch} ({mode}): trace {type(trace).__name__} reads key {key!r}, which "
                 f"neither the data nor a network op produces then (keys then: {sorted(keys)}). "
                 "Fix the trace's key.")
+    if mode == "train":
+        # Train-mode traces' values share the "train_" history columns with the train losses.
+        losses = {m.fe_dist.loss_name for m in network.trained_models(epoch)}
+        for trace in traces.active(epoch, mode):
+            clash = sorted(set(trace.outputs) & losses)
+            if clash:
+                raise ConfigError(
+                    f"Epoch {epoch} (train): trace {type(trace).__name__} writes {clash[0]!r}, "
+                    "which is already a training loss then. Give the trace another output name "
+                    "(e.g. output_name=...).")
     if metrics is None:
         return
     produced = set(metrics)

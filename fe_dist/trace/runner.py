@@ -45,8 +45,24 @@ class Traces:
         return get_current_items(self.items, epoch, mode)
 
     def keep(self, epoch: int, mode: str) -> tuple[str, ...]:
-        """Keys the steps of ``epoch`` in ``mode`` return for the traces' on_batch_end."""
-        return tuple(sorted({k for t in self.active(epoch, mode) for k in t.inputs}))
+        """Keys the steps of ``epoch`` in ``mode`` return for the traces' on_batch_end: every
+        active trace's inputs but those an earlier active trace writes (`from_traces`), which
+        no step produces; the reader finds them in its on_epoch_end data."""
+        keys = set()
+        for trace, written in zip(self.active(epoch, mode), self.from_traces(epoch, mode)):
+            keys.update(k for k in trace.inputs if k not in written)
+        return tuple(sorted(keys))
+
+    def from_traces(self, epoch: int, mode: str) -> list[set[str]]:
+        """For each trace active at ``epoch`` in ``mode``, in order: the keys the traces before
+        it write (their ``outputs``), which it may read in on_epoch_end as in FastEstimator
+        (a CustomF1Score reading "precision" and "recall")."""
+        written: set[str] = set()
+        result = []
+        for trace in self.active(epoch, mode):
+            result.append(set(written))
+            written.update(trace.outputs)
+        return result
 
     def signatures(self, epoch: int) -> list[str]:
         """Signatures of the traces active at ``epoch`` (any mode), for the run plan."""
@@ -167,7 +183,7 @@ def plain(value: Any) -> Any:
 
 
 def record_values(logged: dict[str, Any]) -> dict[str, Any]:
-    """What traces wrote, for `EpochRecord.eval_metrics`: numbers as floats, arrays (a confusion
+    """What traces wrote, for `EpochRecord.eval_metrics` (or ``train_metrics``): numbers as floats, arrays (a confusion
     matrix, per-class scores) as nested lists."""
     values = {}
     for key, value in logged.items():

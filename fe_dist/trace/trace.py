@@ -29,9 +29,9 @@ class Data(dict):
     """The keys a hook sees, as in FastEstimator.
 
     In ``on_batch_end``: this rank's numpy values of the keys the active traces list in
-    ``inputs`` (its own shard of the global batch). In ``on_epoch_end``: the epoch's metrics
-    so far (eval losses and loss metrics over the whole eval set, and what earlier traces
-    wrote).
+    ``inputs`` (its own shard of the global batch), but not the keys earlier traces write. In
+    ``on_epoch_end``: the epoch's metrics so far (eval losses and loss metrics over the whole
+    eval set, and what earlier traces of the mode wrote).
     """
 
     def __init__(self, values: dict[str, Any] | None = None) -> None:
@@ -39,8 +39,9 @@ class Data(dict):
         self.logged: dict[str, Any] = {}
 
     def write_with_log(self, key: str, value: Any) -> None:
-        """Put ``value`` in the epoch's record (``EpochRecord.eval_metrics``; an array as nested
-        lists) and in ``data`` for later traces. It must be the same on every rank (checked at
+        """Put ``value`` in the epoch's record (``EpochRecord.eval_metrics``, or
+        ``train_metrics`` in train mode; an array as nested lists) and in ``data`` for later
+        traces. It must be the same on every rank (checked at
         the end of the hook)."""
         self[key] = value
         self.logged[key] = value
@@ -163,7 +164,9 @@ class Trace:
     state in checkpoints.
 
     Args:
-        inputs: Keys read in ``on_batch_end`` (data or network outputs of that mode).
+        inputs: Keys read in ``on_batch_end`` (data or network outputs of that mode), or in
+            ``on_epoch_end`` (outputs of earlier traces of that mode, as FastEstimator's
+            trace communication; not in ``on_batch_end``'s data).
         outputs: Keys written with ``write_with_log``.
         mode: "train", "eval", "test", a list of them, "!train" (every mode but train) or None
             for every mode.
