@@ -410,6 +410,9 @@ class Estimator:
         if ctx.is_chief and self.verbose:
             self._progress.clear()
         self._log(ctx, record.log_line())
+        if record.stopped_training:
+            self._log(ctx, f"fe_dist: stopping after epoch {epoch}: "
+                           f"{self._system.stop_reason or 'a trace set system.stop_training'}.")
         # Rank 0 writes; a failure there (a full disk, say) raises on every rank, not a hang.
         # Unwatched: a large checkpoint may take longer than the stall timeout, and the ranks
         # waiting for rank 0 get no heartbeat from it.

@@ -433,5 +433,21 @@ def test_launch_example_on_two_ranks(tmp_path):
         assert 0 < r["learning_rates"]["lenet"] <= 1e-3
     assert records[-1]["learning_rates"]["lenet"] < records[0]["learning_rates"]["lenet"]
     assert records[-1]["stopped_training"] == (len(records) < 6)
+    if records[-1]["stopped_training"]:  # said after the epoch's own line, with the reason
+        last, out = records[-1]["epoch"], proc.stdout
+        assert out.index(f"epoch {last}: train") < out.index(
+            f"fe_dist: stopping after epoch {last}: EarlyStopping: accuracy has not improved")
     assert list(best.glob("lenet_best_ce*")), list(best.iterdir())
     assert summary["test"]["accuracy"] > 0.8 and "f1_score" in summary["test"]
+
+
+def test_a_slow_best_model_write_is_not_a_stall(tmp_path):
+    """Rank 0 writing the best model for longer than the stall timeout (a large model, a slow
+    disk) does not end the job: the write and the other ranks' wait for it are unwatched, as a
+    checkpoint's are."""
+    proc = launch(["slow_saver.py", "--delay", "7"], tmp_path, np=2, timeout=120,
+                  env={"FE_DIST_STALL_TIMEOUT": "4"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    reports = read_reports(tmp_path, 2)
+    assert reports[0]["records"] == reports[1]["records"]
+    assert list((tmp_path / "best").glob("m_best_ce*"))

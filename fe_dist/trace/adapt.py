@@ -65,11 +65,9 @@ class EarlyStopping(Trace):
         self.wait += 1
         if self.wait >= self.patience:
             self.system.stop_training = True
+            self.system.stop_reason = (f"EarlyStopping: {self.monitor} has not improved on "
+                                       f"{self.best:.6g} for {self.wait} epoch(s)")
             self.stopped_epoch = self.system.epoch_idx
-            if self.system.is_chief:
-                print(f"fe_dist: EarlyStopping: {self.monitor} has not improved on "
-                      f"{self.best:.6g} for {self.wait} epoch(s); stopping after epoch "
-                      f"{self.system.epoch_idx}.", flush=True)
 
     def get_state(self) -> dict[str, Any]:
         return {"wait": self.wait, "best": self.best, "stopped_epoch": self.stopped_epoch}

@@ -63,9 +63,14 @@ class BestModelSaver(Trace):
         if better:
             self.best, self.best_epoch = value, self.system.epoch_idx
             self._best_weights = [np.array(w) for w in self.model.get_weights()]
-            if self.system.is_chief:
-                self.save_dir.mkdir(parents=True, exist_ok=True)
-                self.model.save_weights(str(self.path))
+            # Every rank takes the same branch (same metrics). Unwatched, and the others wait
+            # for rank 0 inside it: a large model on a slow disk may take longer than the
+            # stall timeout, as a checkpoint may.
+            with self.system.unwatched(f"rank 0 writing {self.path}"):
+                if self.system.is_chief:
+                    self.save_dir.mkdir(parents=True, exist_ok=True)
+                    self.model.save_weights(str(self.path))
+                self.system.gather(None)
         data.write_with_log(self.outputs[0], self.system.epoch_idx - self.best_epoch
                             if self.best_epoch is not None else 0)
         data.write_with_log(self.outputs[1], self.best)

@@ -73,6 +73,7 @@ class System:
         rank, world_size, is_chief: This process's rank, the number of ranks, rank == 0.
         stop_training: Set True in an eval ``on_epoch_end`` to stop after this epoch; it must be
             the same on every rank (checked).
+        stop_reason: Why, in words; rank 0 prints it after the epoch's line.
     """
 
     def __init__(self, ctx: Context) -> None:
@@ -84,7 +85,14 @@ class System:
         self.world_size = ctx.size
         self.is_chief = ctx.is_chief
         self.stop_training = False
+        self.stop_reason = ""
         self._hook: _Hook | None = None
+
+    def unwatched(self, what: str) -> Any:
+        """A context manager that pauses the stall watchdog on this rank while a slow local
+        task runs (rank 0 writing a large model file, say), as fe_dist does for checkpoints;
+        the other ranks wait for it in the hook's closing agreement."""
+        return self._ctx.unwatched(what)
 
     # -- collectives for trace authors ----------------------------------------------------------
     def gather(self, obj: Any) -> list[Any]:
