@@ -119,8 +119,9 @@ class Summary:
 
 def schedule_table(plan: Any) -> str:
     """One row per signature epoch: batch, per-rank batch, ops, trained models, eval."""
+    traces = any(e.traces for e in plan.epochs)  # a column only when the run has traces
     rows = [("epochs", "global batch", "per rank", "pipeline ops", "network ops", "trains",
-             "eval")]
+             "eval", *(["traces"] if traces else []))]
     bounds = [*plan.signature_epochs, len(plan.epochs)]
     for start, stop in zip(bounds, bounds[1:]):
         e = plan.epochs[start]
@@ -131,7 +132,8 @@ def schedule_table(plan: Any) -> str:
             ", ".join(_short(op) for op in e.pipeline_train_ops) or "-",
             ", ".join(_short(op) for op in e.network_train_ops) or "-",
             ", ".join(f"{m} ({o.split('#')[0]})" for m, o in e.optimizers.items()) or "-",
-            "yes" if e.evaluate else "no"))
+            "yes" if e.evaluate else "no",
+            *([", ".join(t.split("(", 1)[0] for t in e.traces) or "-"] if traces else [])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 

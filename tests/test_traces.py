@@ -451,3 +451,13 @@ def test_a_slow_best_model_write_is_not_a_stall(tmp_path):
     reports = read_reports(tmp_path, 2)
     assert reports[0]["records"] == reports[1]["records"]
     assert list((tmp_path / "best").glob("m_best_ce*"))
+
+
+def test_the_schedule_table_shows_scheduled_traces():
+    """A schedule change of traces alone gives its own row, which says what changed."""
+    from fe_dist.summary import schedule_table
+    est = _estimator([Accuracy("y", "p"), Scheduler({1: EarlyStopping("ce", patience=5)})])
+    est.fit()
+    rows = schedule_table(est.plan).splitlines()
+    assert rows[0].split()[-1] == "traces" and len(rows) == 3
+    assert rows[1].endswith("Accuracy") and rows[2].endswith("Accuracy, EarlyStopping")
