@@ -14,7 +14,10 @@ On the bundled MNIST sample (4,000 train, 500 eval, 500 test digits):
 Run it on one process or on many:
 
     python launch/mnist_traces_augment.py
-    horovodrun -np 2 -H localhost:2 --gloo python launch/mnist_traces_augment.py
+    fe-horovodrun -np 2 -H localhost:2 --gloo python launch/mnist_traces_augment.py
+
+(`fe-horovodrun` is horovodrun without TensorFlow's start-up lines from its own process;
+plain horovodrun runs the same job.)
 
 Options: ``--epochs N`` (default 6), ``--save-dir DIR`` (default ./mnist_best), ``--summary PATH``
 writes the run summary and the test metrics as JSON (rank 0), ``--seed S``.

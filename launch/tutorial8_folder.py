@@ -4,7 +4,10 @@ Each rank opens only the image files of its chunk of every global batch, decoded
 the epoch's Resize is applied as each image is decoded. First write the folders, then train:
 
     python launch/export_mnist_png.py /tmp/mnist_png
-    horovodrun -np 2 -H localhost:2 python launch/tutorial8_folder.py --folder /tmp/mnist_png
+    fe-horovodrun -np 2 -H localhost:2 python launch/tutorial8_folder.py --folder /tmp/mnist_png
+
+(`fe-horovodrun` is horovodrun without TensorFlow's start-up lines from its own process;
+plain horovodrun runs the same job.)
 
 Options: ``--summary PATH`` writes the run summary as JSON (rank 0).
 """

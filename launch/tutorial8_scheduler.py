@@ -4,7 +4,10 @@ The seed program with ``fastestimator`` replaced by ``fe_dist`` and the data tak
 bundled 5,000-digit MNIST sample. Run it on one process or on many:
 
     python launch/tutorial8_scheduler.py
-    horovodrun -np 2 -H localhost:2 python launch/tutorial8_scheduler.py
+    fe-horovodrun -np 2 -H localhost:2 python launch/tutorial8_scheduler.py
+
+(`fe-horovodrun` is horovodrun without TensorFlow's start-up lines from its own process;
+plain horovodrun runs the same job.)
 
 Options: ``--data PATH`` reads a full MNIST .npz instead; ``--summary PATH`` writes the run
 summary as JSON (rank 0).
