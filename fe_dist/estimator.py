@@ -444,8 +444,7 @@ class Estimator:
                                             max_batch=entry.micro_batch, mode=mode,
                                             seed=self.seed)
         keep = self.traces.keep(epoch, mode) if traces else ()
-        step = self.network.get_eval_step(epoch, dict(ds.element_spec), mode,
-                                          *([keep] if keep else []))
+        step = self.network.get_eval_step(epoch, dict(ds.element_spec), mode, keep)
         if traces:
             self._trace_hook("on_epoch_begin", traces, Data(), epoch, mode)
         outputs = []

@@ -12,10 +12,10 @@ from fe_dist.build import optimizer_at
 from fe_dist.distributed import (ALLREDUCE_MODES, COMPRESSIONS, Context, GradientReducer,
                                  TrafficCounters, get_context)
 from fe_dist.errors import ConfigError
-from fe_dist.op.op import Op, cache_key, check_ops, run_ops
+from fe_dist.op.op import Op, cache_key, run_ops
 from fe_dist.op.tensorop.loss import LossOp
 from fe_dist.op.tensorop.model import ModelOp
-from fe_dist.schedule import BaseScheduler, get_current_items
+from fe_dist.schedule import BaseScheduler, all_values, get_current_items, scheduled_list
 
 Spec = dict[str, tf.TensorSpec]
 
@@ -45,11 +45,10 @@ class Network:
                               f"{allreduce!r}.")
         self.gradient_compression = gradient_compression
         self.allreduce = allreduce
-        self.ops = check_ops(ops, "Network")
+        self.ops = scheduled_list(ops, Op, "Network ops", "fe_dist ops (e.g. Resize, ModelOp)")
         self.models: dict[str, keras.Model] = {}
         for item in self.ops:
-            values = item.get_all_values() if isinstance(item, BaseScheduler) else [item]
-            for op in values:
+            for op in all_values(item):
                 if isinstance(op, ModelOp):
                     known = self.models.setdefault(op.model.model_name, op.model)
                     if known is not op.model:

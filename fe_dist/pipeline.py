@@ -16,8 +16,8 @@ from fe_dist.distributed import Context, get_context
 from fe_dist.errors import ConfigError
 from fe_dist.op.numpyop.draws import Draws, epoch_key
 from fe_dist.op.numpyop.runner import needs_draws, run_pipeline_ops
-from fe_dist.op.op import MODES, Op, cache_key, check_ops, run_ops
-from fe_dist.schedule import BaseScheduler, get_current_items, resolve
+from fe_dist.op.op import MODES, Op, cache_key, run_ops
+from fe_dist.schedule import BaseScheduler, get_current_items, resolve, scheduled_list
 
 FINGERPRINT_ROWS = 64  # rows hashed per key: evenly spaced, first and last included
 PREFETCH = 2  # batches ready ahead of the step when autotune is off: one in use, one ahead
@@ -54,7 +54,7 @@ class Pipeline:
         get_context()  # pins this rank before TensorFlow starts
         self.data = _check_data(data)
         self.batch_size = batch_size
-        self.ops = check_ops(ops, "Pipeline")
+        self.ops = scheduled_list(ops, Op, "Pipeline ops", "fe_dist ops (e.g. Resize, ModelOp)")
         if not isinstance(autotune, bool):
             raise ConfigError(f"Pipeline autotune must be True or False, got {autotune!r}.")
         self.autotune = autotune
@@ -259,13 +259,13 @@ class Pipeline:
             self._epoch_keys[cached].assign(epoch_key(seed, cached[0], epoch))
 
     def _finish(self, ds: tf.data.Dataset, ops: list[Op], mode: str, ctx: Context,
-                cached: tuple | None = None, first: Any = None) -> tf.data.Dataset:
+                cached: tuple, first: Any) -> tf.data.Dataset:
         """Map ``ops`` over the batches of ``ds``. With NumpyOps, each batch also gets its
         `Draws`: the epoch key (a variable, see ``_epoch_keys``) and ``first(element index)``,
         the global position of the batch's first sample."""
         threads = max(ctx.threads, 1)
         parallel = tf.data.AUTOTUNE if self.autotune else threads
-        if ops and needs_draws(ops) and first is not None:
+        if needs_draws(ops):
             with tf.init_scope():
                 key_var = tf.Variable(0, trainable=False, dtype=tf.int64)
             self._epoch_keys[cached] = key_var

@@ -186,8 +186,7 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context,
                                                   sharding.micro_steps(entry, ctx.rank), keep),
                    epoch, mode)
         else:
-            # keep only when traces ask: tests wrap get_eval_step with its older arguments
-            step = network.get_eval_step(epoch, spec, mode, *([keep] if keep else []))
+            step = network.get_eval_step(epoch, spec, mode, keep)
             _trace(lambda: step.get_concrete_function(spec), epoch, mode)
             if traces:
                 check_trace_keys(traces, network, epoch, mode, keys, step.metric_keys(spec))

@@ -45,15 +45,21 @@ def _eval_batch_sizes(est, mode="eval"):
     seen = []
     get_step = est.network.get_eval_step
 
-    def recording(epoch, spec, step_mode="eval"):
-        step = get_step(epoch, spec, step_mode)
+    def recording(epoch, spec, step_mode="eval", keep=()):
+        step = get_step(epoch, spec, step_mode, keep)
+        compiled = step._step
 
-        def run(batch):
-            if step_mode == mode:
-                seen.append(int(batch["x"].shape[0]))
-            return step(batch)
-        run.get_concrete_function = step.get_concrete_function  # preflight compiles it
-        return run
+        class Recorder:
+            def __call__(self, batch):
+                if step_mode == mode:
+                    seen.append(int(batch["x"].shape[0]))
+                return compiled(batch)
+
+            def get_concrete_function(self, *specs):  # preflight compiles it
+                return compiled.get_concrete_function(*specs)
+
+        step._step = Recorder()
+        return step
 
     est.network.get_eval_step = recording
     return seen

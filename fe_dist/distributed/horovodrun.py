@@ -6,19 +6,12 @@ TensorFlow, whose C++ start-up lines (see fe_dist/console.py) go to the descript
 shares with horovodrun. They appear without a ``[rank]`` prefix, and no rank's fe_dist can
 filter them.
 
-`main` is horovodrun's command line (``python -m fe_dist.launch``, ``fe-horovodrun``) with two
-differences, neither touching the arguments:
-
-- this process has imported fe_dist, so TensorFlow, with those lines filtered; a check's child
-  is a fork of it, with TensorFlow already loaded, and prints none of them;
-- the checks the job will make run first, on Horovod's own code path with the same arguments,
-  with descriptor 2 held back and written back without the known lines
-  (`fe_dist.console.quiet_native_stderr`): whatever a check's child still prints (a GPU
-  machine's lines, say) is filtered too. Horovod caches each check's result per process and
-  argument, so the job's own checks reuse them and start no second child.
-
-Everything else horovodrun prints, and its exit status, are horovodrun's: the job itself runs
-in ``horovod.runner.launch.run_commandline``.
+`main` is horovodrun's command line (``python -m fe_dist.launch``, ``fe-horovodrun``) run in
+a process that has imported fe_dist, so TensorFlow, with those lines filtered
+(`fe_dist.console`): a check's child is a fork of it, finds TensorFlow loaded and prints none of
+them (checked on this machine: the lines are gone with nothing else done). The arguments,
+everything else horovodrun prints, and its exit status are horovodrun's: the job runs in
+``horovod.runner.launch.run_commandline``.
 """
 
 from __future__ import annotations
@@ -26,31 +19,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import sys
-from argparse import Namespace
 from typing import Iterator
 
-from horovod.common.util import gloo_built
 from horovod.runner import launch as hvd_launch
 
-from fe_dist import console
-
-
-def _start_nothing() -> None:
-    """A job start that starts nothing: `check_build` only wants the checks before it."""
-
-
-def check_build(args: Namespace) -> None:
-    """Make (and so cache) the build checks horovodrun makes for ``args``, with the same
-    arguments: ``run_controller``'s for a static job, the Gloo check of an elastic one
-    (horovod/runner/launch.py, Horovod 0.28)."""
-    if hvd_launch._is_elastic(args):
-        gloo_built(verbose=(2 if args.verbose else 0) >= 2)
-        return
-    try:
-        hvd_launch.run_controller(args.use_gloo, _start_nothing, args.use_mpi, _start_nothing,
-                                  args.use_jsrun, _start_nothing, args.verbose)
-    except ValueError:  # not built, or no LSF job: the job raises it again, from the cache
-        pass
+import fe_dist  # noqa: F401 - imports TensorFlow with its start-up lines filtered
 
 
 @contextlib.contextmanager
@@ -87,10 +60,5 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         RuntimeError: as horovodrun does, when a rank fails (exit status 1).
     """
     sys.argv = [prog or sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
-    with console.quiet_native_stderr():
-        # Horovod's own parser: --help, --version, a usage error and --check-build (its table,
-        # from checks it does not cache) end here, as in horovodrun, with their output.
-        args = hvd_launch.parse_args()
-        check_build(args)
     with _spawn_children_skip_main():
         hvd_launch.run_commandline()

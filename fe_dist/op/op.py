@@ -156,8 +156,10 @@ def describe(value: Any) -> str:
 def _is_faithful(value: Any) -> bool:
     """Whether ``describe(value)`` tells ``value`` apart from every different value."""
     if isinstance(value, (str, bool, numbers.Number, np.ndarray, np.generic, tf.Tensor,
-                          tf.Variable, Op)) or value is None:
+                          tf.Variable)) or value is None:
         return True
+    if isinstance(value, Op):  # an op wrapped by another (Sometimes, OneOf): by its own args
+        return value.cache_key()[1] is None
     if isinstance(value, (list, tuple)):
         return all(_is_faithful(v) for v in value)
     if isinstance(value, dict):
@@ -175,35 +177,30 @@ def _is_faithful(value: Any) -> bool:
 def run_ops(ops: Sequence[Op], store: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     """Run ``ops`` in order on the batch dictionary ``store``, writing their outputs into it."""
     for op in ops:
-        data = [store[key] for key in op.inputs]
-        out = op.forward(data[0] if len(data) == 1 else data, state)
-        if len(op.outputs) == 1:
-            outs = [out]
-        elif isinstance(out, (list, tuple)) and len(out) == len(op.outputs):
-            outs = list(out)
-        else:
-            got = f"{len(out)} values" if isinstance(out, (list, tuple)) else "one value"
-            raise ConfigError(f"{op}: produced {got} for {len(op.outputs)} output keys "
-                              f"{op.outputs}. Return one value per output key, in order.")
-        store.update(zip(op.outputs, outs))
+        store_outputs(op, op.forward(op_inputs(op, store), state), store)
     return store
+
+
+def op_inputs(op: Op, store: dict[str, Any]) -> Any:
+    """What ``op`` reads from ``store``: the value of its one input key, or a list of several."""
+    data = [store[key] for key in op.inputs]
+    return data[0] if len(data) == 1 else data
+
+
+def store_outputs(op: Op, out: Any, store: dict[str, Any]) -> None:
+    """Write what ``op`` returned into ``store``: one value for one output key, one per key
+    (a list or tuple, in order) for several; otherwise a ConfigError."""
+    if len(op.outputs) == 1:
+        outs = [out]
+    elif isinstance(out, (list, tuple)) and len(out) == len(op.outputs):
+        outs = list(out)
+    else:
+        got = f"{len(out)} values" if isinstance(out, (list, tuple)) else "one value"
+        raise ConfigError(f"{op}: produced {got} for {len(op.outputs)} output keys "
+                          f"{op.outputs}. Return one value per output key, in order.")
+    store.update(zip(op.outputs, outs))
 
 
 def cache_key(ops: Sequence[Op]) -> tuple:
     """The cache key of a list of ops (see `Op.cache_key`)."""
     return tuple(op.cache_key() for op in ops)
-
-
-def check_ops(ops: Any, owner: str) -> list[Any]:
-    """``ops`` as a list, each an `Op` or a `Scheduler` of ops; otherwise a ConfigError."""
-    from fe_dist.schedule import BaseScheduler  # schedule does not depend on ops; no cycle
-
-    # One op alone is a list of one, as in FastEstimator (ops=Minmax(...)).
-    ops = [ops] if isinstance(ops, (Op, BaseScheduler)) else list(ops or [])
-    for i, item in enumerate(ops):
-        values = item.get_all_values() if isinstance(item, BaseScheduler) else [item]
-        for value in values:
-            if not isinstance(value, Op):
-                raise ConfigError(f"{owner} ops[{i}] is {value!r}, not an op. Give fe_dist ops "
-                                  "(e.g. Resize, ModelOp) or Schedulers of them.")
-    return ops

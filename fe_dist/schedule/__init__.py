@@ -5,13 +5,15 @@ from fe_dist.schedule.scheduler import (
     EpochScheduler,
     RepeatScheduler,
     Scheduler,
+    all_values,
     get_current_items,
     get_signature_epochs,
     resolve,
+    scheduled_list,
 )
 from fe_dist.schedule.lr import LRSchedule, warmup_length
 from fe_dist.schedule.plan import EpochPlan, Plan, build_plan, first_difference
 
-__all__ = ["BaseScheduler", "EpochScheduler", "EpochPlan", "LRSchedule", "Plan", "RepeatScheduler", "Scheduler", "build_plan",
-           "first_difference", "get_current_items", "get_signature_epochs", "resolve",
-           "warmup_length"]
+__all__ = ["BaseScheduler", "EpochPlan", "EpochScheduler", "LRSchedule", "Plan", "RepeatScheduler",
+           "Scheduler", "all_values", "build_plan", "first_difference", "get_current_items",
+           "get_signature_epochs", "resolve", "scheduled_list", "warmup_length"]

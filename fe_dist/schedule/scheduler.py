@@ -132,6 +132,28 @@ class RepeatScheduler(BaseScheduler[T]):
         return f"RepeatScheduler({self.repeat_list!r})"
 
 
+def all_values(item: Any) -> list[Any]:
+    """Every value ``item`` takes: a scheduler's values (None left out), or the item itself."""
+    return item.get_all_values() if isinstance(item, BaseScheduler) else [item]
+
+
+def scheduled_list(items: Any, kind: type, owner: str, example: str) -> list[Any]:
+    """``items`` (ops or traces) as a list, each a ``kind`` or a Scheduler of them; one item
+    alone is a list of one, as FastEstimator takes it (``ops=Minmax(...)``). Otherwise a
+    ConfigError naming the entry, e.g. "Pipeline ops[1] is 3, not an Op"."""
+    items = [items] if isinstance(items, (kind, BaseScheduler)) else list(items or [])
+    for i, item in enumerate(items):
+        for value in all_values(item):
+            if not isinstance(value, kind):
+                raise ConfigError(f"{owner}[{i}] is {value!r}, not {_article(kind.__name__)}. "
+                                  f"Give {example} or Schedulers of them.")
+    return items
+
+
+def _article(noun: str) -> str:
+    return f"{'an' if noun[0] in 'AEIOU' else 'a'} {noun}"
+
+
 def resolve(item: Any, epoch: int) -> Any:
     """The value of ``item`` at ``epoch``: a scheduler's current value, or the item itself."""
     return item.get_current_value(epoch) if isinstance(item, BaseScheduler) else item

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 from fe_dist.errors import ConfigError
 from fe_dist.op.tensorop.model import ModelOp
-from fe_dist.schedule import BaseScheduler
+from fe_dist.schedule import all_values
 from fe_dist.trace.runner import Traces
 
 
@@ -86,7 +86,7 @@ def check_trace_keys(traces: Traces, network: Any, epoch: int, mode: str,
 def _model_writing(network: Any, key: str) -> str | None:
     """The model whose ModelOp writes ``key`` in some epoch or mode, if any."""
     for item in network.ops:
-        for op in item.get_all_values() if isinstance(item, BaseScheduler) else [item]:
+        for op in all_values(item):
             if isinstance(op, ModelOp) and key in op.outputs:
                 return op.model.model_name
     return None

@@ -9,8 +9,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from fe_dist.distributed.context import mark_raised_on_every_rank
-from fe_dist.errors import ConfigError, DistributedError
-from fe_dist.schedule import BaseScheduler, get_current_items
+from fe_dist.errors import DistributedError
+from fe_dist.schedule import BaseScheduler, all_values, get_current_items, scheduled_list
 from fe_dist.trace.trace import BATCH_HOOKS, Data, System, Trace, _failure, _Hook, overrides
 
 
@@ -21,18 +21,13 @@ class Traces:
         items: What ``Estimator(traces=...)`` got.
     """
 
-    def __init__(self, items: Trace | BaseScheduler | Sequence[Trace | BaseScheduler] | None) -> None:
-        # One trace alone is a list of one, as in FastEstimator (traces=Accuracy(...)).
-        self.items = [items] if isinstance(items, (Trace, BaseScheduler)) else list(items or [])
-        for i, item in enumerate(self.items):
-            values = item.get_all_values() if isinstance(item, BaseScheduler) else [item]
-            for value in values:
-                if not isinstance(value, Trace):
-                    raise ConfigError(f"Estimator traces[{i}] is {value!r}, not a Trace. Give "
-                                      "fe_dist.trace traces (e.g. Accuracy) or Schedulers of them.")
+    def __init__(self,
+                 items: Trace | BaseScheduler | Sequence[Trace | BaseScheduler] | None) -> None:
+        self.items = scheduled_list(items, Trace, "Estimator traces",
+                                    "fe_dist.trace traces (e.g. Accuracy)")
         self.all: list[Trace] = []  # every trace object, once, in order (names collectives)
         for item in self.items:
-            for value in item.get_all_values() if isinstance(item, BaseScheduler) else [item]:
+            for value in all_values(item):
                 if not any(value is t for t in self.all):
                     self.all.append(value)
         self._pending: dict[int, tuple[BaseException, str]] = {}  # batch-hook errors

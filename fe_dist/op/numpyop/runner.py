@@ -10,7 +10,7 @@ import tensorflow as tf
 from fe_dist.errors import ConfigError
 from fe_dist.op.numpyop.draws import Draws
 from fe_dist.op.numpyop.numpyop import DRAWS, NumpyOp
-from fe_dist.op.op import Op, run_ops
+from fe_dist.op.op import Op, op_inputs, run_ops, store_outputs
 
 
 def needs_draws(ops: Sequence[Op]) -> bool:
@@ -26,14 +26,8 @@ def run_pipeline_ops(ops: Sequence[Op], store: dict[str, Any], state: dict[str, 
         if not isinstance(op, NumpyOp):
             run_ops([op], store, state)
             continue
-        data = [store[key] for key in op.inputs]
-        out = op.forward_batch(data[0] if len(data) == 1 else data,
-                               {**state, DRAWS: draws.stream(index)})
-        outs = list(out) if len(op.outputs) > 1 else [out]
-        if len(outs) != len(op.outputs):
-            raise ConfigError(f"{op}: produced {len(outs)} values for {len(op.outputs)} output "
-                              f"keys {op.outputs}. Return one value per output key, in order.")
-        store.update(zip(op.outputs, outs))
+        store_outputs(op, op.forward_batch(op_inputs(op, store),
+                                           {**state, DRAWS: draws.stream(index)}), store)
     return store
 
 
