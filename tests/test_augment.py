@@ -408,3 +408,23 @@ def test_schedule_table_names_the_ops_meta_ops_wrap():
     rotate = Rotate(inputs="x", outputs="x", limit=15)
     assert _short(Sometimes(rotate, 0.5).signature()) == "Sometimes[Rotate 0.5]"
     assert _short(OneOf(rotate, Cutout("x", "x", size=8)).signature()) == "OneOf[Rotate|Cutout]"
+
+
+def test_a_wrapped_op_that_cannot_be_described_keeps_its_own_cache_entry():
+    """Sometimes/OneOf describe the ops they wrap; a wrapped op holding a lambda cannot be told
+    apart by its description, so the wrapper must not share compiled datasets either."""
+    class Jitter(NumpyOp):
+        def __init__(self, inputs, outputs, fn):
+            super().__init__(inputs=inputs, outputs=outputs)
+            self.fn = fn
+
+        def forward(self, data, state):
+            return self.fn(data)
+
+    first, second = (Sometimes(Jitter("x", "x", lambda v: v + k), 0.5) for k in (0, 1))
+    assert first.signature() == second.signature()
+    assert first.cache_key() != second.cache_key()
+    assert OneOf(Jitter("x", "x", lambda v: v)).cache_key() != \
+        OneOf(Jitter("x", "x", lambda v: v)).cache_key()
+    flip = Sometimes(HorizontalFlip("x", "x"), 0.5)
+    assert flip.cache_key() == Sometimes(HorizontalFlip("x", "x"), 0.5).cache_key()

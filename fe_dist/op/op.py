@@ -42,7 +42,52 @@ def _as_keys(keys: str | Sequence[str] | None, what: str, op_name: str) -> tuple
     return keys
 
 
-class Op:
+class Described:
+    """Something with ``inputs``, ``outputs`` and ``mode`` that describes itself by its
+    constructor arguments, recorded automatically (as Keras' ``Operation`` does): ops and
+    traces. Equal descriptions mean equal behaviour, so ranks compare them in the run plan and
+    compiled steps and datasets are cached by them.
+
+    Attributes:
+        local_args: Constructor arguments that may differ by rank because only rank 0 acts on
+            them (where it writes files); left out of the description, so FastEstimator's
+            ``save_dir=tempfile.mkdtemp()`` (another directory on every rank) is fine.
+    """
+
+    local_args: tuple[str, ...] = ()
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    mode: str | Iterable[str] | None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Described":
+        instance = super().__new__(cls)
+        instance._init_args = recorded_arguments(cls, instance, args, kwargs)
+        return instance
+
+    def get_config(self) -> dict[str, Any]:
+        """Settings to describe beyond the constructor arguments, which are recorded
+        automatically; what it returns is merged over them (equal configs mean equal behaviour).
+        Override it for state set up other than from the arguments."""
+        return {}
+
+    def _config(self) -> dict[str, Any]:
+        config = {k: v for k, v in getattr(self, "_init_args", {}).items()
+                  if k not in _KEYS and k not in self.local_args}
+        config.update(self.get_config())
+        return {"inputs": self.inputs, "outputs": self.outputs, "mode": self.mode, **config}
+
+    def signature(self) -> str:
+        """A plain string that identifies what this does, the same on every rank; used by the
+        run plan. Arrays are named by a hash of their contents, functions by their qualified
+        name."""
+        body = ", ".join(f"{k}={describe(v)}" for k, v in self._config().items())
+        return f"{type(self).__name__}({body})"
+
+    def __repr__(self) -> str:
+        return self.signature()
+
+
+class Op(Described):
     """Reads ``inputs`` keys of a batch dictionary and writes ``outputs`` keys.
 
     The arguments an op was constructed with are recorded automatically (as Keras' ``Operation``
@@ -55,11 +100,6 @@ class Op:
         mode: "train", "eval", "test", a list of them, "!mode" for every mode but one
             (FastEstimator's "!train": eval and test), or None for every mode.
     """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Op":
-        instance = super().__new__(cls)
-        instance._init_args = recorded_arguments(cls, instance, args, kwargs)
-        return instance
 
     def __init__(self,
                  inputs: str | Sequence[str] | None = None,
@@ -81,33 +121,12 @@ class Op:
         """
         raise NotImplementedError
 
-    def get_config(self) -> dict[str, Any]:
-        """Settings to describe beyond the constructor arguments, which are recorded
-        automatically; what it returns is merged over them (equal configs mean equal behaviour).
-        Override it for state an op sets up other than from its arguments."""
-        return {}
-
-    def _config(self) -> dict[str, Any]:
-        config = {k: v for k, v in getattr(self, "_init_args", {}).items() if k not in _KEYS}
-        config.update(self.get_config())
-        return {"inputs": self.inputs, "outputs": self.outputs, "mode": self.mode, **config}
-
-    def signature(self) -> str:
-        """A plain string that identifies what this op does, the same on every rank; used by
-        the run plan. Arrays are named by a hash of their contents, functions by their
-        qualified name."""
-        body = ", ".join(f"{k}={describe(v)}" for k, v in self._config().items())
-        return f"{type(self).__name__}({body})"
-
     def cache_key(self) -> tuple[str, int | None]:
         """The key of compiled steps and datasets built with this op: its signature, and its
         identity when the signature cannot tell two instances apart (an argument that is a
         lambda, a closure or an object without a readable value)."""
         faithful = all(_is_faithful(v) for v in self._config().values())
         return self.signature(), None if faithful else id(self)
-
-    def __repr__(self) -> str:
-        return self.signature()
 
 
 def recorded_arguments(cls: type, instance: Any, args: tuple, kwargs: dict) -> dict[str, Any]:

@@ -37,7 +37,7 @@ class BestModelSaver(Trace):
             every rank.
     """
 
-    rank0_only_args = ("save_dir",)  # only rank 0 writes there (and reads, on resume)
+    local_args = ("save_dir",)  # only rank 0 writes there (and reads, on resume)
 
     def __init__(self, model: keras.Model, save_dir: str | os.PathLike, monitor: str | None = None,
                  save_best_mode: str = "min", load_best_final: bool = False) -> None:

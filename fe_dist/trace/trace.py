@@ -17,9 +17,8 @@ import numpy as np
 from fe_dist.distributed import Context
 from fe_dist.distributed.context import mark_raised_on_every_rank
 from fe_dist.errors import ConfigError, DistributedError
-from fe_dist.op.op import describe, recorded_arguments, set_keys
+from fe_dist.op.op import Described, set_keys
 
-_KEYS = ("inputs", "outputs", "mode")
 # Hooks that may call the collective helpers; each ends in an agreement of every rank.
 EPOCH_HOOKS = ("on_begin", "on_epoch_begin", "on_epoch_end", "on_end")
 BATCH_HOOKS = ("on_batch_begin", "on_batch_end")
@@ -158,7 +157,7 @@ def _failure(gathered: list[tuple[str, Any]], hook: _Hook) -> BaseException | No
     return None
 
 
-class Trace:
+class Trace(Described):
     """Code that runs at points of the epoch loop, on every rank (FastEstimator's Trace).
 
     Hooks, each given a `Data`: ``on_begin`` (start of fit/test), ``on_epoch_begin``,
@@ -181,11 +180,6 @@ class Trace:
     """
 
     system: System
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Trace":
-        instance = super().__new__(cls)
-        instance._init_args = recorded_arguments(cls, instance, args, kwargs)
-        return instance
 
     def __init__(self, inputs: str | Sequence[str] | None = None,
                  outputs: str | Sequence[str] | None = None,
@@ -217,27 +211,6 @@ class Trace:
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what `get_state` returned (on every rank, at fit(resume=True))."""
-
-    def get_config(self) -> dict[str, Any]:
-        """Settings beyond the recorded constructor arguments (see `Op.get_config`)."""
-        return {}
-
-    #: Constructor arguments only rank 0 acts on (where it writes files): left out of the
-    #: signature, so each rank may hold its own value, e.g. FastEstimator's habit
-    #: ``save_dir=tempfile.mkdtemp()``, a different directory on every rank.
-    rank0_only_args: tuple[str, ...] = ()
-
-    def signature(self) -> str:
-        """A plain string naming what this trace does, the same on every rank (run plan)."""
-        config = {k: v for k, v in getattr(self, "_init_args", {}).items()
-                  if k not in _KEYS and k not in self.rank0_only_args}
-        config.update(self.get_config())
-        config = {"inputs": self.inputs, "outputs": self.outputs, "mode": self.mode, **config}
-        body = ", ".join(f"{k}={describe(v)}" for k, v in config.items())
-        return f"{type(self).__name__}({body})"
-
-    def __repr__(self) -> str:
-        return self.signature()
 
 
 def overrides(trace: Trace, hook: str) -> bool:
