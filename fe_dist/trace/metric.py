@@ -22,19 +22,29 @@ from fe_dist.trace.trace import Data, Trace
 _AVERAGES = (None, "binary", "micro", "macro", "weighted")
 
 
+def _true_classes(y_true: Any) -> np.ndarray:
+    """Class indices from class indices of any shape or one-hot rows (argmax)."""
+    y_true = np.asarray(y_true)
+    if y_true.ndim > 1 and y_true.shape[-1] > 1:
+        y_true = np.argmax(y_true, axis=-1)
+    y_true = y_true.reshape(-1)
+    classes = y_true.astype(np.int64)
+    if not np.array_equal(classes, y_true):
+        raise ValueError(f"labels must be class indices (or one-hot rows), got {y_true[:5]}...")
+    return classes
+
+
 def to_labels(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray, int]:
     """(true class indices, predicted class indices, number of classes the prediction has;
     2 for a binary prediction)."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if y_true.ndim > 1 and y_true.shape[-1] > 1:
-        y_true = np.argmax(y_true, axis=-1)
+    y_true, y_pred = _true_classes(y_true), np.asarray(y_pred)
     if y_pred.ndim > 1 and y_pred.shape[-1] > 1:
         classes = y_pred.shape[-1]
         y_pred = np.argmax(y_pred, axis=-1)
     else:
         classes = 2
         y_pred = (y_pred > 0.5).astype(np.int64)
-    return y_true.reshape(-1).astype(np.int64), y_pred.reshape(-1).astype(np.int64), classes
+    return y_true, y_pred.reshape(-1).astype(np.int64), classes
 
 
 class Accuracy(Trace):
@@ -204,20 +214,6 @@ class F1Score(_ClassificationMetric):
     @staticmethod
     def _ratio(tp: Any, predicted: Any, actual: Any) -> Any:
         return _divide(2 * np.asarray(tp), np.asarray(predicted) + np.asarray(actual))
-
-
-
-
-def _true_classes(y_true: Any) -> np.ndarray:
-    """Class indices from class indices of any shape or one-hot rows (argmax)."""
-    y_true = np.asarray(y_true)
-    if y_true.ndim > 1 and y_true.shape[-1] > 1:
-        y_true = np.argmax(y_true, axis=-1)
-    y_true = y_true.reshape(-1)
-    classes = y_true.astype(np.int64)
-    if not np.array_equal(classes, y_true):
-        raise ValueError(f"labels must be class indices (or one-hot rows), got {y_true[:5]}...")
-    return classes
 
 
 def _scores(y_pred: Any) -> np.ndarray:
