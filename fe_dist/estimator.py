@@ -97,6 +97,7 @@ class Estimator:
         self._system: System | None = None
         self._stopped = False
         self._last_epoch: int | None = None  # of the last fit(), for test()
+        self._helpers: list[helper_models.HelperModel] | None = None
         self._restored_traces: list[dict[str, Any]] | None = None
         if tensorboard_dir is not None and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("Estimator(tensorboard_dir=...) needs the tensorboard package, "
@@ -313,10 +314,16 @@ class Estimator:
         meta, arrays = loaded
         checkpoint.check_compatible(meta["plan"], plan, meta["epoch"] + 1, file)
         checkpoint.restore(self.network.models, arrays, file,
-                           helper_models.find(self.pipeline, self.network))
+                           self._helper_models())
         self._log(ctx, f"resuming after epoch {meta['epoch']} from {file}")
         self._restored_traces = meta.get("traces", [])
         return meta["records"]
+
+    def _helper_models(self) -> list[helper_models.HelperModel]:
+        """Models the ops hold outside ModelOps (found once: ops do not change)."""
+        if self._helpers is None:
+            self._helpers = helper_models.find(self.pipeline, self.network)
+        return self._helpers
 
     def _broadcast_start_state(self, ctx: Context) -> None:
         if ctx.size == 1:
@@ -327,7 +334,7 @@ class Estimator:
                                                 for i in range(len(variables))])
         # Models the user's ops call themselves: never trained, but each rank may have built
         # its own random weights.
-        helper_models.broadcast(ctx, helper_models.find(self.pipeline, self.network))
+        helper_models.broadcast(ctx, self._helper_models())
 
     def _run_epoch(self, entry: EpochPlan, ctx: Context,
                    previous: list[EpochRecord]) -> EpochRecord:
@@ -520,7 +527,7 @@ class Estimator:
         if self.checkpoint_dir is not None:
             checkpoint.save(self.checkpoint_dir, self.network.models, epoch, self.plan,
                             [dataclasses.asdict(r) for r in records],
-                            helper_models.find(self.pipeline, self.network),
+                            self._helper_models(),
                             self.traces.get_state() if self.traces else None)
         if self.history_dir is not None:
             history.write(self.history_dir, records, self.plan.signature_epochs)

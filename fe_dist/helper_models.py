@@ -138,7 +138,7 @@ def check_not_updated(helpers: list[HelperModel], graphs: Iterable[tf.Graph]) ->
     for helper in helpers:
         for var in helper.variables:
             if "seed_generator" not in var.path:
-                owners[id(_handle(var))] = (helper, var)
+                owners[id(var.handle)] = (helper, var)  # what compiled steps capture
     if not owners:
         return
     for graph in graphs:
@@ -157,11 +157,6 @@ def check_not_updated(helpers: list[HelperModel], graphs: Iterable[tf.Graph]) ->
                     "applies). Each rank would update its copy from its own shard and the copies "
                     "would drift apart. Call the model with training=False, or let fe_dist train "
                     "it: fe.build it and run it through a ModelOp.")
-
-
-def _handle(var: Any) -> Any:
-    """The resource tensor a compiled step captures for ``var`` (the same object each time)."""
-    return var.handle
 
 
 def broadcast(ctx: Any, helpers: list[HelperModel]) -> None:
