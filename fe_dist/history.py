@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fe_dist.summary import EpochRecord
+from fe_dist.summary import EpochRecord, plain
 
 
 def is_scalar(value: Any) -> bool:
@@ -28,17 +28,6 @@ def is_scalar(value: Any) -> bool:
         return True
     return isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0 and \
         np.issubdtype(np.asarray(value).dtype, np.number)
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as JSON data (arrays as nested lists)."""
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def flatten(record: EpochRecord, scalars_only: bool = True) -> dict[str, Any]:
@@ -58,7 +47,7 @@ def flatten(record: EpochRecord, scalars_only: bool = True) -> dict[str, Any]:
             if is_scalar(v):
                 row[f"{prefix}_{k}"] = float(v) if isinstance(v, (np.generic, np.ndarray)) else v
             elif not scalars_only:
-                row[f"{prefix}_{k}"] = _plain(v)
+                row[f"{prefix}_{k}"] = plain(v)
     return row
 
 
@@ -85,7 +74,7 @@ def write_test(directory: str | Path, epoch: int, samples: int,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "test.json").write_text(json.dumps(
-        {"epoch": epoch, "samples": samples, "metrics": _plain(metrics)}, indent=1))
+        {"epoch": epoch, "samples": samples, "metrics": plain(metrics)}, indent=1))
 
 
 def panels(records: list[EpochRecord]) -> list[tuple[str, list[tuple[str, str, str]]]]:

@@ -7,6 +7,8 @@ import json
 import re
 from typing import Any
 
+import numpy as np
+
 
 @dataclasses.dataclass
 class EpochRecord:
@@ -162,3 +164,16 @@ def _short(signature: str) -> str:
                 pass
             return f"{name}[{value}]"
     return name
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy numbers and arrays as Python numbers and lists (JSON-ready)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value

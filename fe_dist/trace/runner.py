@@ -11,6 +11,7 @@ import numpy as np
 from fe_dist.distributed.context import mark_raised_on_every_rank
 from fe_dist.errors import DistributedError
 from fe_dist.schedule import BaseScheduler, all_values, get_current_items, scheduled_list
+from fe_dist.summary import plain
 from fe_dist.trace.trace import BATCH_HOOKS, Data, System, Trace, _failure, _Hook, overrides
 
 
@@ -162,19 +163,6 @@ def _same(a: Any, b: Any) -> bool:
         return bool(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True))
     except (TypeError, ValueError):
         return bool(a == b)
-
-
-def plain(value: Any) -> Any:
-    """``value`` with numpy numbers and arrays as Python numbers and lists (JSON-ready)."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
 
 
 def record_values(logged: dict[str, Any]) -> dict[str, Any]:
