@@ -153,8 +153,13 @@ class Estimator:
             self._broadcast_start_state(ctx)
         # The schedule of the last epoch trained (an early stop ends before the planned last).
         entry = self.plan.epochs[self._last_epoch if self._last_epoch is not None else -1]
-        batch = _together(ctx, "test batch size", lambda: check_eval_batch(
-            self.pipeline.get_batch_size(entry.epoch, "test"), entry.epoch, "test"))
+        if entry is not self.plan.epochs[-1]:  # the checks before training took the last
+            _together(ctx, "test checks", lambda: run_preflight(
+                self.pipeline, self.network, self.plan, ctx, self.traces,
+                only=[(entry.epoch, "test")]))
+        # Checked before (run_preflight): this cannot raise on one rank alone.
+        batch = check_eval_batch(self.pipeline.get_batch_size(entry.epoch, "test"), entry.epoch,
+                                 "test")
         start = time.perf_counter()
         traces = self.traces.active(entry.epoch, "test")
         if traces:

@@ -134,9 +134,10 @@ def check_learning_rates(network: Any, plan: Plan) -> None:
 
 
 def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context,
-                  traces: Any = None) -> None:
+                  traces: Any = None, only: list[tuple[int, str]] | None = None) -> None:
     """Check and compile every signature epoch of ``plan`` on this rank, with the keys its
-    ``traces`` (`fe_dist.trace.runner.Traces`) read and monitor.
+    ``traces`` (`fe_dist.trace.runner.Traces`) read and monitor; with ``only``, just those
+    (epoch, mode) pairs (the test split at the epoch an early stop ended on).
 
     Raises:
         ConfigError: naming the epoch, op, key or model, and the fix.
@@ -151,6 +152,7 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context,
               for mode in pipeline.modes() if mode != "test"]
     if "test" in pipeline.modes():
         checks.append((plan.epochs[-1].epoch, "test"))
+    checks = only if only is not None else checks
     for epoch, mode in checks:
         entry = plan.epochs[epoch]
         batch = entry.global_batch

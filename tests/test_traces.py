@@ -461,3 +461,23 @@ def test_the_schedule_table_shows_scheduled_traces():
     rows = schedule_table(est.plan).splitlines()
     assert rows[0].split()[-1] == "traces" and len(rows) == 3
     assert rows[1].endswith("Accuracy") and rows[2].endswith("Accuracy, EarlyStopping")
+
+
+def test_after_an_early_stop_the_test_schedule_is_checked_before_it_runs():
+    """test() runs the schedule of the epoch an early stop ended on, which the checks before
+    training (made for the planned last epoch) did not cover: a mismatch there is a
+    ConfigError naming epoch and mode, raised on every rank together."""
+    from fe_dist.op.tensorop import Resize
+    model = _model()
+    pipeline = fe.Pipeline(data=_data(), batch_size={"train": 16, "test": 8},
+                           ops=[Scheduler({0: Resize(inputs="x", size=(6, 6), outputs="x",
+                                                     mode="test"), 1: None})])
+    est = fe.Estimator(pipeline=pipeline,
+                       network=fe.Network([ModelOp(inputs="x", model=model, outputs="p"),
+                                           SparseCategoricalCrossentropy(inputs=("y", "p"),
+                                                                         outputs="ce")]),
+                       epochs=3, verbose=False,
+                       traces=[EarlyStopping(monitor="ce", baseline=0.0)])  # stops after 0
+    assert [r.epoch for r in est.fit().records] == [0]
+    with pytest.raises(ConfigError, match=r"Epoch 0 \(test\): model 'm' expects input shape"):
+        est.test()
