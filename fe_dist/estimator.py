@@ -28,7 +28,6 @@ from fe_dist.schedule import (BaseScheduler, EpochPlan, Plan, build_plan, first_
                               resolve, warmup_length)
 from fe_dist.schedule.plan import check_eval_batch
 from fe_dist.summary import EpochRecord, Summary, schedule_table
-from fe_dist.trace.adapt import LRScheduler
 from fe_dist.trace.runner import Traces, record_values
 from fe_dist.trace.trace import Data, System
 
@@ -87,13 +86,6 @@ class Estimator:
         self.tensorboard_dir = tensorboard_dir
         self.max_rank_batch = max_rank_batch
         self.traces = Traces(traces)
-        for item in self.traces.items:
-            if isinstance(item, BaseScheduler) and any(
-                    isinstance(t, LRScheduler) for t in item.get_all_values()):
-                raise ConfigError("An LRScheduler cannot be in a Scheduler: its lr_fn already "
-                                  "gives the rate by epoch or step. Give it to traces directly.")
-            if isinstance(item, LRScheduler):
-                item.install()  # before the plan: the model's lr schedule is part of it
         self._system: System | None = None
         self._stopped = False
         self._last_epoch: int | None = None  # of the last fit(), for test()

@@ -9,9 +9,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from fe_dist.distributed.context import mark_raised_on_every_rank
-from fe_dist.errors import DistributedError
+from fe_dist.errors import ConfigError, DistributedError
 from fe_dist.schedule import BaseScheduler, all_values, get_current_items, scheduled_list
 from fe_dist.summary import plain
+from fe_dist.trace.adapt import LRScheduler
 from fe_dist.trace.trace import BATCH_HOOKS, Data, System, Trace, _failure, _Hook, overrides
 
 
@@ -26,6 +27,12 @@ class Traces:
                  items: Trace | BaseScheduler | Sequence[Trace | BaseScheduler] | None) -> None:
         self.items = scheduled_list(items, Trace, "Estimator traces",
                                     "fe_dist.trace traces (e.g. Accuracy)")
+        for item in self.items:
+            if isinstance(item, LRScheduler):
+                item.install()  # now, before the plan: the model's lr schedule is part of it
+            elif any(isinstance(t, LRScheduler) for t in all_values(item)):
+                raise ConfigError("An LRScheduler cannot be in a Scheduler: its lr_fn already "
+                                  "gives the rate by epoch or step. Give it to traces directly.")
         self.all: list[Trace] = []  # every trace object, once, in order (names collectives)
         for item in self.items:
             for value in all_values(item):
