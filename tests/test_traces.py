@@ -269,6 +269,8 @@ def test_lr_scheduler_sets_the_rate_by_epoch_or_step():
      "Epoch 0 (train): trace Accuracy writes 'ce', which is already a training loss"),
     (lambda m, b: [Accuracy("y", "p", mode="train"), EarlyStopping(monitor="accuracy")],
      "EarlyStopping monitors 'accuracy', which no loss"),
+    (lambda m, b: [Scheduler({1: LRScheduler(m, lambda epoch: 0.1)})],
+     "An LRScheduler cannot be in a Scheduler"),
 ])
 def test_bad_traces_fail_before_training(make, words):
     m, b = _model("m"), _model("b")
