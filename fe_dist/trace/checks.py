@@ -26,9 +26,9 @@ def check_trace_keys(traces: Traces, network: Any, epoch: int, mode: str,
                      keys: Iterable[str], metrics: Iterable[str] | None) -> None:
     """Raise if a trace active at ``epoch`` in ``mode`` reads a key nobody produces then
     (``keys``: data and network outputs; or an earlier active trace's outputs, which it sees in
-    on_epoch_end; a later trace's output is refused, naming the order), or monitors an epoch metric that neither the loss ops
-    (``metrics``: the eval step's losses and loss metrics; None in train mode) nor an earlier
-    trace writes."""
+    on_epoch_end; a later trace's output is refused, naming the order), or monitors an epoch
+    metric that neither the loss ops (``metrics``: the eval step's losses and loss metrics;
+    None in train mode) nor an earlier trace writes."""
     keys = set(keys)
     active = traces.active(epoch, mode)
     for i, (trace, written) in enumerate(zip(active, traces.from_traces(epoch, mode))):

@@ -173,8 +173,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def record_values(logged: dict[str, Any]) -> dict[str, Any]:
-    """What traces wrote, for `EpochRecord.eval_metrics` (or ``train_metrics``): numbers as floats, arrays (a confusion
-    matrix, per-class scores) as nested lists."""
+    """What traces wrote, for `EpochRecord.eval_metrics` (or ``train_metrics``): numbers as
+    floats, arrays (a confusion matrix, per-class scores) as nested lists."""
     values = {}
     for key, value in logged.items():
         if isinstance(value, numbers.Number) or (np.ndim(value) == 0 and
