@@ -56,6 +56,27 @@ def _names(choices: tuple[str, ...]):
     return parse
 
 
+def _per_workload(text: str) -> dict[str, int]:
+    """``64`` (every workload) or ``resnet50=64,lenet=28``; key "" is every workload's."""
+    out: dict[str, int] = {}
+    for item in filter(None, (v.strip() for v in text.split(","))):
+        name, _, value = item.rpartition("=")
+        if name and name not in WORKLOADS:
+            raise argparse.ArgumentTypeError(f"{item!r}: unknown workload {name!r}")
+        try:
+            out[name] = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not N or workload=N") from None
+        if out[name] < 1:
+            raise argparse.ArgumentTypeError(f"{item!r}: must be positive")
+    return out
+
+
+def _for(values: dict[str, int] | None, workload: str) -> int | None:
+    values = values or {}
+    return values.get(workload, values.get(""))
+
+
 def parser() -> argparse.ArgumentParser:
     """``fe-bench``'s command line (the run mode)."""
     p = argparse.ArgumentParser(prog="fe-bench", description=__doc__.split("\n\n")[0],
@@ -75,11 +96,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--network-interface", default=None,
                    help="the interface carrying the traffic (horovodrun --network-interface, "
                         "mpirun's btl/oob_tcp_if_include, NCCL_SOCKET_IFNAME)")
-    p.add_argument("--image-size", type=int, default=None,
+    p.add_argument("--spread", action="store_true",
+                   help="place each size's ranks evenly over all hosts (default: fill the "
+                        "first hosts' slots first, as horovodrun does)")
+    p.add_argument("--launcher-args", default="",
+                   help="more launcher arguments, one string (e.g. \"--mca plm_rsh_agent "
+                        "/path/ssh\")")
+    p.add_argument("--image-size", type=_per_workload, default=None,
                    help="the fixed schedule's px (default: 224 resnet50, 32 cifar, 28 lenet); "
-                        "the progressive ramp scales with it")
-    p.add_argument("--batch", type=int, default=None, help="base batch (see --scaling)")
-    p.add_argument("--steps", type=int, default=None,
+                        "the progressive ramp scales with it. N, or per workload: "
+                        "resnet50=64,lenet=28 (as --batch and --steps)")
+    p.add_argument("--batch", type=_per_workload, default=None,
+                   help="base batch (see --scaling)")
+    p.add_argument("--steps", type=_per_workload, default=None,
                    help="steps of the largest-batch phase (default: per workload, CPU/GPU)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per phase")
     p.add_argument("--threads", type=int, default=None,
@@ -100,8 +129,8 @@ def worker_args(args: argparse.Namespace, workload: str, variant: str, scaling: 
     out = ["--variant", variant, "--workload", workload, "--schedules", ",".join(args.schedules),
            "--scaling", scaling, "--batch", str(batch), "--steps", str(steps),
            "--warmup", str(args.warmup)]
-    if args.image_size:
-        out += ["--image-size", str(args.image_size)]
+    if _for(args.image_size, workload):
+        out += ["--image-size", str(_for(args.image_size, workload))]
     if args.gpu:
         out.append("--gpu")
     return out
@@ -111,7 +140,7 @@ def resolved_sizes(args: argparse.Namespace, workload: str) -> tuple[int, int]:
     """(batch, steps): the flags, else the workload's defaults for CPU or GPU."""
     cpu, gpu = DEFAULTS[workload]
     batch, steps = gpu if args.gpu else cpu
-    return args.batch or batch, args.steps or steps
+    return _for(args.batch, workload) or batch, _for(args.steps, workload) or steps
 
 
 def launches(args: argparse.Namespace) -> list[tuple[str, str, str, int]]:
@@ -141,9 +170,10 @@ def run(argv: list[str] | None = None) -> int:
         get_workload(w)
     hosts = bl.parse_hosts(args.hosts or f"localhost:{max(args.np)}")
     for np_ in args.np:
-        bl.hosts_for(hosts, np_)
+        bl.hosts_for(hosts, np_, args.spread)
     spec = bl.LaunchSpec(launcher=args.launcher, hosts=hosts, interface=args.network_interface,
-                         gpu=args.gpu, threads=args.threads)
+                         gpu=args.gpu, threads=args.threads,
+                         extra=tuple(shlex.split(args.launcher_args)), spread=args.spread)
     plan = [(w, v, s, n, bl.command(spec, n, worker_args(args, w, v, s)))
             for w, v, s, n in launches(args)]
     if args.dry_run:

@@ -45,9 +45,13 @@ def parse_hosts(text: str) -> list[HostSlots]:
     return hosts
 
 
-def hosts_for(hosts: list[HostSlots], np_: int) -> list[HostSlots]:
-    """The first hosts' slots that hold ``np_`` ranks, in order (as horovodrun fills them)."""
+def hosts_for(hosts: list[HostSlots], np_: int, spread: bool = False) -> list[HostSlots]:
+    """The slots that hold ``np_`` ranks: the first hosts' in order (as horovodrun fills
+    them), or with ``spread`` an even share on every host (np 2 on 2 hosts: one each)."""
     taken, left = [], np_
+    if spread and np_ >= len(hosts):
+        share = -(-np_ // len(hosts))
+        hosts = [HostSlots(h.name, min(h.slots, share)) for h in hosts]
     for h in hosts:
         if left <= 0:
             break
@@ -106,6 +110,7 @@ class LaunchSpec:
     threads: int | None = None
     python: str = sys.executable
     extra: tuple[str, ...] = ()
+    spread: bool = False
 
 
 def _launcher_binary(name: str) -> str:
@@ -123,7 +128,7 @@ def command(spec: LaunchSpec, np_: int, worker_args: list[str]) -> list[str]:
     GPU: give each host as many slots as it has GPUs.
     """
     program = [spec.python, "-m", "fe_dist.bench", "worker", *worker_args]
-    used = hosts_for(spec.hosts, np_)
+    used = hosts_for(spec.hosts, np_, spec.spread)
     if np_ == 1 and is_local(used[0].name) and spec.launcher == "horovodrun":
         return program
     host_list = ",".join(f"{h.name}:{h.slots}" for h in used)
