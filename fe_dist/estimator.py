@@ -22,7 +22,7 @@ from fe_dist.distributed.context import describe_hosts, host_label
 from fe_dist.errors import ConfigError, DistributedError
 from fe_dist.network import Network
 from fe_dist.pipeline import Pipeline
-from fe_dist.preflight import run_preflight
+from fe_dist.preflight import PreflightTimes, run_preflight
 from fe_dist.progress import Progress
 from fe_dist.schedule import (BaseScheduler, EpochPlan, Plan, build_plan, first_difference,
                               resolve, warmup_length)
@@ -99,6 +99,8 @@ class Estimator:
         self._progress = Progress(enabled=progress)
         self.plan: Plan | None = None
         self._fit_start = 0.0
+        # Seconds of the last fit's start-up parts (plan, checks, compile), for fe-bench.
+        self.startup_seconds: dict[str, float] = {}
 
     def fit(self, resume: bool = False) -> Summary:
         """Train and evaluate every epoch; returns the same `Summary` on every rank.
@@ -219,7 +221,9 @@ class Estimator:
             """Bring every rank to rank 0's plan and state: before training, and again after
             an elastic reset. Every rank runs the same collectives here, whenever it joined."""
             ctx.progress("the plan agreement before training")
+            began_sync = time.perf_counter()
             self.plan = plan = self._agree_on_plan(ctx)
+            planned = time.perf_counter()
             hosts = describe_hosts(ctx.allgather_object(host_label(), name="fe.hosts")
                                    if ctx.size > 1 else [host_label()])
             if ctx.watchdog is not None:
@@ -230,8 +234,11 @@ class Estimator:
                            f"epochs {plan.signature_epochs}")
             self._log(ctx, schedule_table(plan))
             ctx.progress("the checks and compilation of each schedule phase")
-            _together(ctx, "preflight",
-                      lambda: run_preflight(self.pipeline, self.network, plan, ctx, self.traces))
+            times = PreflightTimes()
+            _together(ctx, "preflight", lambda: run_preflight(
+                self.pipeline, self.network, plan, ctx, self.traces, times=times))
+            self.startup_seconds = {"plan": planned - began_sync, "checks": times.checks,
+                                    "compile": times.compile}
             restored = _together(ctx, "resume", lambda: self._restore_checkpoint(
                 ctx, plan) if pending_resume[0] and ctx.is_chief else None)
             resuming, pending_resume[0] = pending_resume[0], False
