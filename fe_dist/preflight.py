@@ -213,7 +213,7 @@ def _run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context, traces
             check_losses(network, epoch, keys)
             _trace(lambda: network.get_train_step(epoch, spec, ctx,
                                                   sharding.micro_steps(entry), keep),
-                   epoch, mode)
+                   epoch, mode, times)
         else:
             step = network.get_eval_step(epoch, spec, mode, keep)
             _trace(lambda: step.get_concrete_function(spec), epoch, mode, times)
