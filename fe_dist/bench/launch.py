@@ -6,6 +6,7 @@ import concurrent.futures
 import dataclasses
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -185,9 +186,18 @@ def run(cmd: list[str], spec: LaunchSpec, np_: int, timeout: float, log: Path) -
     try:
         output, _ = proc.communicate(timeout=timeout)
         timed_out = False
+    except KeyboardInterrupt:  # the job is in its own session: Ctrl-C does not reach it
+        os.killpg(proc.pid, signal.SIGTERM)
+        raise
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        output, _ = proc.communicate()
+        # SIGTERM first: horovodrun and mpirun then end their ranks, which live in sessions
+        # of their own (SIGKILL would leave them running).
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            output, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
         timed_out = True
     wall = time.monotonic() - start
     log.write_text(output)
