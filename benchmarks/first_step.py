@@ -31,6 +31,7 @@ def age():
 origin = time.perf_counter() - age()
 import importlib.util
 import fe_dist
+assert fe_dist.__file__.startswith(os.getcwd()), (fe_dist.__file__, os.getcwd())
 imported = time.perf_counter() - origin
 spec = importlib.util.spec_from_file_location("t8", sys.argv[1])
 t8 = importlib.util.module_from_spec(spec); spec.loader.exec_module(t8)
@@ -53,7 +54,7 @@ def run_once(repo: Path) -> dict:
     env.update({"PYTHONPATH": str(repo), "TF_CPP_MIN_LOG_LEVEL": "3"})
     proc = subprocess.run([sys.executable, "-c", CHILD, str(repo / "launch" /
                                                           "tutorial8_scheduler.py")],
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=env, cwd=repo, capture_output=True, text=True, timeout=600)
     for line in proc.stdout.splitlines():
         if line.startswith("FIRST_STEP "):
             return json.loads(line[len("FIRST_STEP "):])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -249,11 +250,19 @@ def markdown(data: dict[str, Any]) -> str:
     failed = [r for r in runs if not r.ok]
     lines.append("Failed launches: " + ("none." if not failed else ""))
     for r in failed:
-        first_lines = [line for line in r.error.splitlines() if line.strip()][:1] + \
-            [line for line in r.error.splitlines() if "Error" in line][-2:]
-        lines.append(f"- {r.workload or '?'} {r.variant or '?'} np={r.np}: "
-                     + " | ".join(dict.fromkeys(first_lines)).replace("|", "/")[:600])
+        lines.append(f"- {r.workload or '?'} {r.variant or '?'} {r.scaling} np={r.np}: "
+                     + error_summary(r.error))
     return "\n".join(lines) + "\n"
+
+
+def error_summary(error: str) -> str:
+    """A failed launch in one line: how it ended, and the first exception a rank raised (the
+    cause; the launcher's own error about a rank's exit comes after it)."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    found = [m.group(0) for m in (re.search(r"\b[\w.]*(Error|Exception): .*", line)
+                                  for line in lines) if m]
+    cause = next((f for f in found if "Horovod detected" not in f), found[0] if found else "")
+    return " / ".join(dict.fromkeys(filter(None, lines[:1] + [cause])))[:600].replace("|", "/")
 
 
 def plot(data: dict[str, Any], path: Path) -> None:
