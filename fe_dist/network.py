@@ -17,6 +17,10 @@ from fe_dist.op.tensorop.loss import LossOp
 from fe_dist.op.tensorop.model import ModelOp
 from fe_dist.schedule import BaseScheduler, all_values, get_current_items, scheduled_list
 
+# A trace-time helper without tensor-dependent Python control flow: AutoGraph's conversion
+# of it changed nothing and cost time at every start-up (benchmarks/first_step.py).
+_static_helper = tf.autograph.experimental.do_not_convert
+
 T = TypeVar("T")
 
 Spec = dict[str, tf.TensorSpec]
@@ -345,6 +349,7 @@ def _losses_and_grads(ops: list[Op], models: list[keras.Model],
     return losses, grads, store
 
 
+@_static_helper
 def _model_losses(model: keras.Model) -> tf.Tensor | None:
     """``sum(model.losses)`` in float32 (activity losses of a mixed-precision model are
     float16), or None for a model without any. Read after the forward pass: Keras keeps the
@@ -359,6 +364,7 @@ def model_losses_key(model_name: str) -> str:
     return f"{model_name}_model_losses"
 
 
+@_static_helper
 def _per_sample(store: dict[str, tf.Tensor], key: str, ops: list[Op],
                 batch: dict[str, tf.Tensor]) -> tf.Tensor:
     """The loss values of ``key``, checked (while tracing) to be one per sample: fe_dist sums
@@ -383,6 +389,7 @@ def _per_sample(store: dict[str, tf.Tensor], key: str, ops: list[Op],
     return tf.reshape(value, [-1])
 
 
+@_static_helper
 def metric_name(loss_key: str, name: str) -> str:
     """The record key of metric ``name`` that the loss op writing ``loss_key`` computes, e.g.
     "ce_accuracy": the same whatever other loss ops the epoch runs, and apart from a trace's
