@@ -241,11 +241,14 @@ def report_mode(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> None:
     """The ``fe-bench`` console script."""
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        if argv[:1] == ["worker"]:
-            from fe_dist.bench import worker
+    if argv[:1] == ["worker"]:
+        from fe_dist.bench import worker
+        try:
             worker.main(argv[1:])
-            return
+        except ConfigError as err:  # named as such: fe-bench's summary of a failed launch
+            sys.exit(f"fe-bench worker: ConfigError: {err}")
+        return
+    try:
         status = report_mode(argv[1:]) if argv[:1] == ["report"] else run(argv)
     except ConfigError as err:
         sys.exit(f"{err}")

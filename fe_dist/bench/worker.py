@@ -60,6 +60,9 @@ def versions(backend: str) -> dict[str, str]:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             pass
+    if backend.startswith("horovod"):  # Horovod is loaded already: its build (NCCL or not)
+        from fe_dist.distributed.horovod import build_info
+        found.update(build_info())
     return found
 
 
