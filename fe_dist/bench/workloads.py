@@ -59,7 +59,7 @@ class WorkloadSpec:
 WORKLOADS: dict[str, WorkloadSpec] = {
     "resnet50": WorkloadSpec("resnet50", "ResNet-50 (synthetic ImageNet-shaped)", 224, 3, 1000,
                              (128 / 224, 160 / 224, 192 / 224), (1.0, 1.5, 2.0), 32,
-                             size_step=16),
+                             size_step=8),
     "cifar_resnet": WorkloadSpec("cifar_resnet", "CIFAR ResNet (synthetic CIFAR-shaped)", 32, 3,
                                  10, (24 / 32, 28 / 32, 1.0), (1.0, 1.5, 2.0), 16),
     "lenet": WorkloadSpec("lenet", "LeNet (seed, MNIST sample)", 28, 1, 10,
