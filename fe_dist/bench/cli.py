@@ -181,7 +181,7 @@ def run(argv: list[str] | None = None) -> int:
         for *_, cmd in plan:
             print(f"{env} {shlex.join(cmd)}")
         return 0
-    started = time.monotonic()
+    started, load_at_start = time.monotonic(), os.getloadavg()[0]
     bl.check_reachable(hosts)
     out = Path(args.out)
     runs: list[RunResult] = []
@@ -201,7 +201,8 @@ def run(argv: list[str] | None = None) -> int:
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": "fe-bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
             "machine": f"{os.cpu_count()} cores ({platform.machine()}, {platform.system()}) "
-                       f"on the launching host, load average {os.getloadavg()[0]:.1f} at the end",
+                       f"on the launching host, 1-minute load average {load_at_start:.1f} at the start "
+                       f"and {os.getloadavg()[0]:.1f} at the end",
             "launcher": args.launcher, "interface": args.network_interface,
             "hosts": [f"{h.name}:{h.slots}" for h in hosts], "mpi": mpi_version(),
             "runtime_s": time.monotonic() - started}
