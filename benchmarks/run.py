@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 # (workload, extra arguments): ResNet-50 reduced to 64 px and batch 4 per rank so 2 CPU cores
 # run it in minutes; LeNet at the seed's sizes.
 RUNS = {"full": ["--workload", "lenet,resnet50", "--image-size", "resnet50=64",
-                 "--batch", "lenet=32,resnet50=4", "--steps", "lenet=30,resnet50=10"],
+                 "--batch", "lenet=32,resnet50=4", "--steps", "lenet=30,resnet50=8"],
         "tiny": ["--workload", "lenet", "--batch", "2", "--steps", "4"]}
 
 
