@@ -10,12 +10,17 @@ README's "Benchmarks" section was measured with and writes to benchmarks/results
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from fe_dist.bench.cli import main as fe_bench
-
 HERE = Path(__file__).resolve().parent
+# This checkout's fe_dist, here and in every rank fe-bench launches.
+sys.path.insert(0, str(HERE.parent))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent),
+                                                         os.environ.get("PYTHONPATH")]))
+os.environ.pop("FE_DIST_BACKEND", None)  # the launcher decides
+from fe_dist.bench.cli import main as fe_bench  # noqa: E402
 # (workload, extra arguments): ResNet-50 reduced to 64 px and batch 4 per rank so 2 CPU cores
 # run it in minutes; LeNet at the seed's sizes.
 RUNS = {"full": ["--workload", "lenet,resnet50", "--image-size", "resnet50=64",
