@@ -184,3 +184,20 @@ def test_merge_takes_each_steps_slowest_rank():
     assert run.ok and run.phases[0].samples_per_sec == pytest.approx(8 / 0.35)
     missing = merge([rank(0, [0.1])], 2, ["cmd"], 1.0)
     assert not missing.ok and "ranks [1] did not report" in missing.error
+
+
+def test_results_survive_a_launcher_that_splits_and_interleaves_lines():
+    """mpirun forwards a rank's long line in 4096-byte pieces with other ranks' output in
+    between: results travel in short parts, reassembled per rank; a rank with a part missing
+    is not reported (merge then names it)."""
+    from fe_dist.bench.results import CHUNK, parse_lines
+
+    def rank(r):
+        return RankResult("fe_dist", "lenet", "weak", r, 2, "h", "b", "CPU", 1, 100.0,
+                          [PhaseTiming("fixed", 0, 28, 8, 4, [0.1] * 500)])
+    a, b = rank(0).lines(), rank(1).lines()
+    assert len(a) > 3 and max(len(line) for line in a) < CHUNK + 40
+    mixed = [f"[{i % 2}]<stdout>:{line}" for pair in zip(a, b) for i, line in enumerate(pair)]
+    assert [r.rank for r in parse_lines(mixed)] == [0, 1]
+    assert parse_lines(mixed)[1].phases[0].step_seconds == [0.1] * 500
+    assert [r.rank for r in parse_lines(a[:-1] + b)] == [1]

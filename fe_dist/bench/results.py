@@ -1,6 +1,6 @@
 """What one benchmark rank reports and what a launch of all its ranks adds up to.
 
-Every rank prints one line, ``FE_BENCH_RESULT <json of a RankResult>``, on its stdout; the
+Every rank prints its `RankResult` as JSON on its stdout, in ``FE_BENCH_RESULT`` lines; the
 command that launched the job (or ``fe-bench report`` on a job's log, for jobs launched under
 another launcher) reads every rank's line and merges them into a `RunResult`. Results travel
 through the launcher's output, so nothing needs a file system shared between hosts.
@@ -14,6 +14,7 @@ import statistics
 from typing import Any, Iterable
 
 MARKER = "FE_BENCH_RESULT "
+CHUNK = 1000
 VARIANTS = ("fe_dist", "reference", "comm_free")
 
 
@@ -82,9 +83,13 @@ class RankResult:
     allreduce_probe: list[list[float]] = dataclasses.field(default_factory=list)
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    def line(self) -> str:
-        """The stdout line that carries this result."""
-        return MARKER + json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+    def lines(self) -> list[str]:
+        """The stdout lines that carry this result: ``FE_BENCH_RESULT <rank> <i> <n> <part>``.
+        Parts of at most `CHUNK` characters, because launchers forward a rank's output in
+        pieces (mpirun splits longer lines at 4096 bytes and interleaves other ranks')."""
+        text = json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+        parts = [text[i:i + CHUNK] for i in range(0, len(text), CHUNK)]
+        return [f"{MARKER}{self.rank} {i} {len(parts)} {part}" for i, part in enumerate(parts)]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RankResult":
@@ -94,13 +99,31 @@ class RankResult:
 
 
 def parse_lines(lines: Iterable[str]) -> list[RankResult]:
-    """Every rank's result found in a job's output (launcher prefixes such as ``[1]<stdout>:``
-    allowed)."""
-    found = []
+    """Every rank's result found whole in a job's output (launcher prefixes such as
+    ``[1]<stdout>:`` allowed); a rank whose parts are missing or garbled is left out (`merge`
+    then reports it as not reporting)."""
+    parts: dict[int, dict[int, str]] = {}
+    counts: dict[int, int] = {}
     for line in lines:
         at = line.find(MARKER)
-        if at >= 0:
-            found.append(RankResult.from_dict(json.loads(line[at + len(MARKER):])))
+        if at < 0:
+            continue
+        fields = line[at + len(MARKER):].split(" ", 3)
+        try:
+            rank, index, count = (int(f) for f in fields[:3])
+        except ValueError:
+            continue
+        parts.setdefault(rank, {})[index] = fields[3] if len(fields) > 3 else ""
+        counts[rank] = count
+    found = []
+    for rank, pieces in sorted(parts.items()):
+        if len(pieces) != counts[rank]:
+            continue
+        try:
+            found.append(RankResult.from_dict(json.loads("".join(pieces[i] for i in
+                                                                 range(counts[rank])))))
+        except (ValueError, KeyError, TypeError):
+            continue
     return found
 
 

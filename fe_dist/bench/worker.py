@@ -211,7 +211,8 @@ def run_fe_dist(args: argparse.Namespace) -> None:
                         peak_memory_mb=peak_memory_mb(ctx.device), phases=phases,
                         startup=startup, allreduce_probe=probe, versions=versions(backend))
     ctx.barrier()
-    print(result.line(), flush=True)
+    for line in result.lines():
+        print(line, flush=True)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -136,4 +136,5 @@ def run_reference(args: argparse.Namespace, import_start: float) -> None:
                         startup=startup, versions=versions(backend))
     if communicate:
         hvd.join()
-    print(result.line(), flush=True)
+    for line in result.lines():
+        print(line, flush=True)
