@@ -201,3 +201,5 @@ def test_results_survive_a_launcher_that_splits_and_interleaves_lines():
     assert [r.rank for r in parse_lines(mixed)] == [0, 1]
     assert parse_lines(mixed)[1].phases[0].step_seconds == [0.1] * 500
     assert [r.rank for r in parse_lines(a[:-1] + b)] == [1]
+    joined = [a[0] + b[0], *a[1:], *b[1:]]  # two ranks' parts on one line
+    assert [r.rank for r in parse_lines(joined)] == [0, 1]

@@ -104,11 +104,10 @@ def parse_lines(lines: Iterable[str]) -> list[RankResult]:
     then reports it as not reporting)."""
     parts: dict[int, dict[int, str]] = {}
     counts: dict[int, int] = {}
-    for line in lines:
-        at = line.find(MARKER)
-        if at < 0:
-            continue
-        fields = line[at + len(MARKER):].split(" ", 3)
+    # mpirun may also join two ranks' parts on one line (each part is written whole).
+    pieces_found = (piece for line in lines for piece in line.split(MARKER)[1:])
+    for piece in pieces_found:
+        fields = piece.rstrip("\n").split(" ", 3)
         try:
             rank, index, count = (int(f) for f in fields[:3])
         except ValueError:
