@@ -25,8 +25,8 @@ def tables(path: Path) -> str:
     meta = data["meta"]
     ok = [r for r in data["runs"] if r["ok"]]
     backends = sorted({f"{r['variant']}: {r['backend']}" for r in ok if r["np"] > 1})
-    lines = [f"`{meta['command']}` ({meta['date']}, {meta['runtime_s'] / 60:.0f} min; "
-             f"{meta['machine']}; backends at np > 1: {'; '.join(backends) or '-'}; full table: "
+    lines = [f"`{meta['command']}` ({meta['date']}, {meta.get('runtime_s', 0) / 60:.0f} min; "
+             f"{meta.get('machine', '')}; backends at np > 1: {'; '.join(backends) or '-'}; full table: "
              f"`{path}/results.md`)", "",
              "| workload | schedule | phase (px, global batch) | np | fe_dist samples/s | "
              "efficiency | fe / reference | fe / comm-free | step p50 / p95 ms | allreduce MB, "
