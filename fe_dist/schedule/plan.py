@@ -13,6 +13,7 @@ from typing import Any
 
 from fe_dist import sharding
 from fe_dist.errors import ConfigError
+from fe_dist.dataset.base import STREAM_FINGERPRINT
 from fe_dist.schedule.lr import warmup_length
 from fe_dist.schedule.scheduler import BaseScheduler, get_signature_epochs
 
@@ -38,6 +39,11 @@ class EpochPlan:
         eval_batch: The global eval batch size (``batch_size={"eval": ...}``; else the train
             batch size); None without an eval split.
         traces: Signatures of the traces active (any mode).
+        optimizer_settings: Per trained model, its optimizer's ``get_config()`` as JSON
+            (hyperparameters, clipping, a Keras LearningRateSchedule's config; without Keras'
+            auto-names, and without ``learning_rate`` when an LRSchedule sets it).
+        learning_rates: Per trained model with an LRSchedule, its rate at the epoch's first and
+            last step.
     """
 
     epoch: int
@@ -57,6 +63,9 @@ class EpochPlan:
     eval_batch: int | None = None
     # A default, so plans saved in checkpoints before traces existed still load.
     traces: list[str] = dataclasses.field(default_factory=list)
+    # Defaults, so plans saved before optimizer settings and rates were planned still load.
+    optimizer_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    learning_rates: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +82,11 @@ class Plan:
         signature_epochs: Epochs where something scheduled changes (0 first).
         epochs: One `EpochPlan` per epoch.
         data_fingerprint: Per split, a hash over the shapes, dtypes and a fixed sample of rows
-            (`Pipeline.fingerprint`): ranks on hosts holding different copies of the data (same
-            sample count, other content) disagree here before training.
+            (`Pipeline.fingerprint`; for a stream, its first samples in order): ranks on hosts
+            holding different copies of the data (same sample count, other content), or reading
+            a stream in other orders, disagree here before training.
+        network: How gradients travel: the Network's ``gradient_compression`` and
+            ``allreduce`` (every rank must run the same collectives).
     """
 
     world_size: int
@@ -86,6 +98,8 @@ class Plan:
     epochs: list[EpochPlan]
     # A default, so plans saved in checkpoints before fingerprints existed still load.
     data_fingerprint: dict[str, str] = dataclasses.field(default_factory=dict)
+    # A default, so plans saved before the allreduce settings were planned still load.
+    network: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares
@@ -108,7 +122,9 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
 
     Raises:
         ConfigError: a batch size that is missing, not a positive int, smaller than the number
-            of ranks, or larger than the training set, naming the epoch and the fix.
+            of ranks, or larger than the training set, naming the epoch and the fix; a
+            learning rate that cannot be computed or is negative; a warm-up of more epochs
+            than the run has.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
         raise ConfigError(f"Estimator epochs must be a positive int, got {epochs!r}.")
@@ -140,7 +156,18 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             "eval_batch": check_eval_batch(pipeline.get_batch_size(epoch, "eval"), epoch,
                                            "eval") if "eval" in pipeline.modes() else None,
             "traces": traces.signatures(epoch) if traces else [],
+            "optimizer_settings": {m.model_name: optimizer_settings(m, epoch)
+                                   for m in network.trained_models(epoch)},
         })
+    _check_warmups(network, epochs)
+    steps = [e["steps"] for e in plan_epochs]
+    first = 0
+    for entry in plan_epochs:
+        entry["learning_rates"] = {
+            m.model_name: [_rate(m, entry["epoch"], step, entry["global_batch"], steps)
+                           for step in (first, first + entry["steps"] - 1)]
+            for m in network.trained_models(entry["epoch"]) if m.fe_dist.lr_schedule is not None}
+        first += entry["steps"]
     plan = {
         "world_size": world_size,
         "seed": seed,
@@ -163,6 +190,8 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             epochs),
         "epochs": plan_epochs,
         "data_fingerprint": {mode: pipeline.fingerprint(mode) for mode in pipeline.modes()},
+        "network": {"gradient_compression": network.gradient_compression,
+                    "allreduce": network.allreduce},
     }
     # Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares equal.
     return Plan.from_dict(json.loads(json.dumps(plan)))
@@ -175,6 +204,70 @@ def _as_function(evaluate: Any) -> Any:
         raise ConfigError(f"Estimator evaluate must be True, False or a Scheduler of bools, got "
                           f"{evaluate!r}.")
     return lambda epoch: evaluate
+
+
+def optimizer_settings(model: Any, epoch: int) -> dict[str, Any]:
+    """The optimizer that updates ``model`` at ``epoch``, as plain JSON: its ``get_config()``
+    (a Keras LearningRateSchedule as its config) without the names Keras numbers by creation
+    order (``sgd_1``), and without ``learning_rate`` when fe_dist's LRSchedule sets it each step
+    (the plan holds those rates instead, and the optimizer's current value changes as it
+    trains)."""
+    config = json_safe(model.fe_dist.optimizer_at(epoch).get_config())
+    if model.fe_dist.lr_schedule is not None:
+        config.pop("learning_rate", None)
+        inner = config.get("inner_optimizer", {}).get("config", {})  # a LossScaleOptimizer
+        inner.pop("learning_rate", None)
+    return config
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as JSON types, equal on every rank for equal values: dict keys "name" dropped
+    (Keras' auto-names), tuples as lists, anything else by `fe_dist.op.op.describe`."""
+    from fe_dist.op.op import describe  # ops import the schedule package
+
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items() if k != "name"}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return describe(value)
+
+
+def _rate(model: Any, epoch: int, step: int, batch: int, steps: list[int]) -> float:
+    """``model``'s scheduled learning rate at global ``step`` of ``epoch``."""
+    schedule = model.fe_dist.lr_schedule
+    try:
+        rate = schedule.value(epoch, step, batch, warmup_length(schedule, steps))
+    except ConfigError:
+        raise
+    except Exception as err:  # the user's LR function
+        raise ConfigError(f"Epoch {epoch}: the learning rate of model {model.model_name!r} "
+                          f"failed: {type(err).__name__}: {err}. Fix its LRSchedule.") from err
+    if not rate >= 0:
+        raise ConfigError(f"Epoch {epoch}: the learning rate of model {model.model_name!r} is "
+                          f"{rate!r}; it must be a number >= 0.")
+    return float(rate)
+
+
+def _check_warmups(network: Any, epochs: int) -> None:
+    """Refuse a warm-up over more epochs than the run has: it would be squeezed into the run
+    (reaching the full rate at its last step), and a longer resumed run could not continue it
+    (its warm-up length is part of the plan)."""
+    for name, model in sorted(network.models.items()):
+        schedule = model.fe_dist.lr_schedule
+        if schedule is not None and schedule.warmup_epochs > epochs:
+            raise ConfigError(
+                f"The warm-up of model {name!r}, LRSchedule(warmup_epochs="
+                f"{schedule.warmup_epochs}), is longer than the run (Estimator epochs={epochs}), "
+                "so it would end at the "
+                f"last step instead of after epoch {schedule.warmup_epochs - 1}. Use "
+                f"warmup_epochs <= {epochs}, or warmup_steps (a fixed number of steps, which "
+                "a longer resumed run continues).")
 
 
 def _optimizer_name(model: Any, epoch: int) -> str:
@@ -231,11 +324,20 @@ def first_difference(reference: Plan | dict[str, Any], local: Plan | dict[str, A
         return (f"{what}{where} differs: {reference_label} has {ref_value!r}, {local_label} has "
                 f"{own_value!r}")
 
-    for key in ("world_size", "seed", "data", "models", "lr_warmup_steps"):
+    for key in ("world_size", "seed", "data", "models", "lr_warmup_steps", "network"):
         if reference.get(key) != local.get(key):
             return differs(f"'{key}'", reference.get(key), local.get(key))
     ref_prints, own_prints = (p.get("data_fingerprint") or {} for p in (reference, local))
     for split in sorted(set(ref_prints) & set(own_prints)):  # an old checkpoint has none
+        if ref_prints[split] != own_prints[split] and \
+                ref_prints[split].startswith(STREAM_FINGERPRINT):
+            return (f"the {split!r} stream yields other samples first (a fingerprint of its "
+                    f"first samples in order: {reference_label} has {ref_prints[split]}, "
+                    f"{local_label} has {own_prints[split]}). Every rank takes its chunk of "
+                    "each global batch of the stream, so every rank must read it in one order: "
+                    "give ds.shuffle and tf.data.Dataset.list_files a seed (seed=..., the same "
+                    "on every rank), do not shard or order it by rank, and make every host "
+                    "hold the same files")
         if ref_prints[split] != own_prints[split]:
             return (f"the {split!r} data differs: same sample count, keys, dtypes and shapes, "
                     f"but other content (data fingerprint: {reference_label} has "
@@ -260,11 +362,18 @@ def _pinpoint(ref: Any, own: Any, context: int = 70) -> tuple[str, Any, Any]:
     """Narrow two differing values to where they differ: the first differing item of two lists
     of one length (an op or trace among the epoch's), then, for two signatures, the text from
     the argument where they part (``BestModelSaver(…save_dir='/tmp/a'…)``), not the whole
-    list. Returns (the item index, or "", the two narrowed values)."""
+    list; in dicts with the same keys, the first key whose values differ. Returns (the item index, or "", the two narrowed values)."""
     where = ""
-    while isinstance(ref, list) and isinstance(own, list) and len(ref) == len(own) and ref:
-        i = next(i for i, (a, b) in enumerate(zip(ref, own)) if a != b)
-        where, ref, own = f"{where}[{i}]", ref[i], own[i]
+    while True:
+        if isinstance(ref, list) and isinstance(own, list) and len(ref) == len(own) and ref:
+            i = next(i for i, (a, b) in enumerate(zip(ref, own)) if a != b)
+            where, ref, own = f"{where}[{i}]", ref[i], own[i]
+        elif isinstance(ref, dict) and isinstance(own, dict) and ref.keys() == own.keys():
+            # A setting among a dict's (an optimizer's momentum): its key, not the whole dict.
+            key = next(k for k in ref if ref[k] != own[k])
+            where, ref, own = f"{where}[{key!r}]", ref[key], own[key]
+        else:
+            break
     if isinstance(ref, str) and isinstance(own, str) and len(ref) + len(own) > 2 * context:
         start = next((i for i, (a, b) in enumerate(zip(ref, own)) if a != b),
                      min(len(ref), len(own)))
