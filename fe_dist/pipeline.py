@@ -243,9 +243,8 @@ class Pipeline:
             held = source.ended_early(err)
             if held is None:
                 return None
-            local = sharding.per_rank_batch_sizes(global_batch, ctx.size)[ctx.rank]
-            k = len(sharding.micro_batch_sizes(local, micro_batch)) \
-                if mode == "train" and micro_batch is not None and micro_batch < local else 1
+            k = sharding.micro_batch_count(global_batch, ctx.size, micro_batch) \
+                if mode == "train" else 1
             where = f"train step {element // k}" if mode == "train" else f"{mode} batch {element}"
             # Raised on the ranks that reach the end; with the same stream on every rank, all.
             harm = ("this epoch would train fewer steps than planned (the LR warm-up, "

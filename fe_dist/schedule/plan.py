@@ -211,11 +211,16 @@ def optimizer_settings(model: Any, epoch: int) -> dict[str, Any]:
     order (``sgd_1``), and without ``learning_rate`` when fe_dist's LRSchedule sets it each step
     (the plan holds those rates instead, and the optimizer's current value changes as it
     trains)."""
-    config = json_safe(model.fe_dist.optimizer_at(epoch).get_config())
+    opt = model.fe_dist.optimizer_at(epoch)
+    try:
+        config = json_safe(opt.get_config())
+    except (NotImplementedError, TypeError, ValueError):  # a custom optimizer without one
+        return {"get_config": f"unavailable for {type(opt).__name__}"}
     if model.fe_dist.lr_schedule is not None:
         config.pop("learning_rate", None)
-        inner = config.get("inner_optimizer", {}).get("config", {})  # a LossScaleOptimizer
-        inner.pop("learning_rate", None)
+        inner = config.get("inner_optimizer")  # a LossScaleOptimizer's
+        if isinstance(inner, dict) and isinstance(inner.get("config"), dict):
+            inner["config"].pop("learning_rate", None)
     return config
 
 
