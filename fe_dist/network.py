@@ -299,19 +299,51 @@ def _losses_and_grads(ops: list[Op], models: list[keras.Model],
                       optimizers: list[keras.optimizers.Optimizer], batch: dict[str, tf.Tensor],
                       global_batch: tf.Tensor) -> tuple[dict, list[list], dict]:
     """This rank's loss sums, each model's gradients of its loss over the global batch, and
-    the batch's keys after the ops."""
+    the batch's keys after the ops.
+
+    A model's objective is Keras' own: the mean of its loss key over the global batch plus
+    ``sum(model.losses)`` (weight regularizers, activity regularizers, ``add_loss``). This rank
+    adds its model losses weighted by its share of the global batch (``rows / global_batch``,
+    per micro-batch under accumulation), so summed over ranks a weight penalty counts once and
+    a batch mean passed to ``add_loss`` becomes the mean over the global batch: one process
+    equals Keras ``fit``, and N ranks equal one process, with uneven shares too.
+    """
     store = dict(batch)
+    rows = tf.cast(tf.shape(next(iter(batch.values())))[0], tf.float32)
     with tf.GradientTape(persistent=len(models) > 1) as tape:
         run_ops(ops, store, {"mode": "train"})
         # Sum of this rank's per-sample losses over the *global* batch: summing the gradients
         # over ranks (and micro-batches) then gives exactly the single-process gradient.
         losses = {k: tf.reduce_sum(tf.cast(_per_sample(store, k, ops, batch), tf.float32))
                   for k in sorted({m.fe_dist.loss_name for m in models})}
+        objectives = []
+        for model in models:
+            objective = losses[model.fe_dist.loss_name] / global_batch
+            extra = _model_losses(model)
+            if extra is not None:
+                objective += rows / global_batch * extra
+                # Reported as a sum over samples like the loss keys, so the epoch's record
+                # (sums / samples) holds the mean of the term one process computes per step.
+                losses[model_losses_key(model.model_name)] = rows * extra
+            objectives.append(objective)
         # scale_loss is the identity except under a mixed-precision loss-scale optimizer.
-        scaled = [opt.scale_loss(losses[m.fe_dist.loss_name] / global_batch)
-                  for m, opt in zip(models, optimizers)]
+        scaled = [opt.scale_loss(obj) for obj, opt in zip(objectives, optimizers)]
     grads = [tape.gradient(loss, m.trainable_variables) for m, loss in zip(models, scaled)]
     return losses, grads, store
+
+
+def _model_losses(model: keras.Model) -> tf.Tensor | None:
+    """``sum(model.losses)`` in float32 (activity losses of a mixed-precision model are
+    float16), or None for a model without any. Read after the forward pass: Keras keeps the
+    activity and ``add_loss`` terms of the model's last call, and computes the weight
+    regularizers from the current variables, inside the tape."""
+    terms = [tf.reduce_sum(tf.cast(t, tf.float32)) for t in model.losses]
+    return tf.add_n(terms) if terms else None
+
+
+def model_losses_key(model_name: str) -> str:
+    """The train-loss record key of ``sum(model.losses)`` of model ``model_name``."""
+    return f"{model_name}_model_losses"
 
 
 def _per_sample(store: dict[str, tf.Tensor], key: str, ops: list[Op],
