@@ -1,0 +1,51 @@
+"""The ranks' agreement before and during a run: a phase that fails on any rank raises on every
+rank (`together`), and every rank adopts rank 0's plan or all raise (`agree_on_plan`)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+from fe_dist.distributed import Context
+from fe_dist.distributed.context import host_label
+from fe_dist.errors import DistributedError
+from fe_dist.network import Network
+from fe_dist.pipeline import Pipeline
+from fe_dist.schedule import BaseScheduler, Plan, build_plan, first_difference
+from fe_dist.trace.runner import Traces
+
+T = TypeVar("T")
+
+
+def together(ctx: Context, what: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on every rank; if it fails on any rank, raise on all of them."""
+    error, result = None, None
+    try:
+        result = fn()
+    except Exception as err:  # noqa: BLE001 - re-raised on every rank by ctx.agree
+        error = err
+    ctx.agree(error, what)
+    return result
+
+
+def agree_on_plan(ctx: Context, pipeline: Pipeline, network: Network, epochs: int, seed: int,
+                  evaluate: bool | BaseScheduler, max_rank_batch: int | None,
+                  traces: Traces) -> Plan:
+    """Rank 0's plan of the run, on every rank.
+
+    Every rank builds its own plan and compares it with rank 0's, so a rank running another
+    program (other schedules, data or models) is found before any step.
+
+    Raises:
+        DistributedError: On every rank, naming the first difference, when a rank's plan
+            differs from rank 0's; or the error building the plan raised on any rank.
+    """
+    local = together(ctx, "schedule", lambda: build_plan(
+        pipeline, network, epochs, ctx.size, seed, evaluate, max_rank_batch, traces))
+    reference: Any = ctx.broadcast_object(local if ctx.is_chief else None, name="fe.plan")
+    diff = first_difference(reference, local)
+    error = None if diff is None else DistributedError(
+        f"The ranks built different programs: {diff}. Every rank must run the same program "
+        f"with the same schedules, data and models. (This rank: {ctx.rank}, on host "
+        f"{host_label()}.)")
+    ctx.agree(error, "plan")
+    return reference
