@@ -1,11 +1,15 @@
 """The ranks' agreement before and during a run: a phase that fails on any rank raises on every
-rank (`together`), and every rank adopts rank 0's plan or all raise (`agree_on_plan`)."""
+rank (`together`), every rank adopts rank 0's plan or all raise (`agree_on_plan`), and a failure
+on one rank alone ends the whole job (`run_on_every_rank`) rather than leave the others waiting.
+"""
 
 from __future__ import annotations
 
+import sys
+import traceback
 from typing import Any, Callable, TypeVar
 
-from fe_dist.distributed import Context
+from fe_dist.distributed import Context, get_context, raised_on_every_rank
 from fe_dist.distributed.context import host_label
 from fe_dist.errors import DistributedError
 from fe_dist.network import Network
@@ -14,6 +18,30 @@ from fe_dist.schedule import BaseScheduler, Plan, build_plan, first_difference
 from fe_dist.trace.runner import Traces
 
 T = TypeVar("T")
+
+
+def run_on_every_rank(work: Callable[[Context], T]) -> T:
+    """Run ``work`` (fit or test) on this rank with the stall watchdog on, and end the whole
+    job when it fails on this rank alone."""
+    ctx = get_context()
+    ctx.watch(True)
+    try:
+        return work(ctx)
+    except Exception as err:
+        # An error on this rank alone (e.g. in a train step) leaves the other ranks waiting
+        # in a collective: end the job now. Errors every rank raised together (ctx.agree:
+        # checks, checkpoint writes, on_epoch_end) propagate as themselves.
+        if ctx.size > 1 and not raised_on_every_rank(err):
+            ctx.abort(f"fe_dist: rank {ctx.rank} failed: {traceback.format_exc()}"
+                      f"fe_dist: ending the job (all {ctx.size} ranks).")
+        if ctx.size > 1:
+            # Said now: once one rank's process exits, the launcher may end the others
+            # before Python prints their tracebacks.
+            sys.stderr.write(f"fe_dist: rank {ctx.rank}: {type(err).__name__}: {err}\n")
+            sys.stderr.flush()
+        raise
+    finally:
+        ctx.watch(False)
 
 
 def together(ctx: Context, what: str, fn: Callable[[], T]) -> T:

@@ -1,43 +1,40 @@
 """`Estimator`: the epoch loop. Plan → broadcast → check → train/eval → summary.
 
-The phases around the loop are modules of their own: the ranks' agreement on the plan
-(`fe_dist.agreement`); the run state a rank must hold to continue, which the checkpoint resume,
-the elastic rollback and the start-state broadcast all go through (`fe_dist.run_state`); each
-epoch's record and rank 0's files after it (`fe_dist.epoch_records`).
+The phases around the loop are modules of their own: the ranks' agreement on the plan and on
+failures (`fe_dist.agreement`); the run state a rank must hold to continue, which the checkpoint
+resume, the elastic rollback and the start-state broadcast all go through (`fe_dist.run_state`);
+each epoch's record and rank 0's files after it (`fe_dist.epoch_records`); the scheduled
+learning rates (`fe_dist.learning_rates`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 import time
-import traceback
 import warnings
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import tensorflow as tf
 
 from fe_dist import checkpoint, helper_models, history, run_state, sharding
-from fe_dist.agreement import agree_on_plan, together
-from fe_dist.build import optimizer_at
+from fe_dist.agreement import agree_on_plan, run_on_every_rank, together
 from fe_dist.determinism import reseed_models
-from fe_dist.distributed import Context, get_context, raised_on_every_rank
+from fe_dist.distributed import Context
 from fe_dist.distributed.context import describe_hosts, host_label
 from fe_dist.epoch_records import EpochOutputs, RankReport, add, make_record, sum_dicts
 from fe_dist.errors import ConfigError
+from fe_dist.learning_rates import lr_setter
 from fe_dist.network import Network
 from fe_dist.pipeline import Pipeline
 from fe_dist.preflight import run_preflight
 from fe_dist.progress import Progress
 from fe_dist.run_state import RunState
-from fe_dist.schedule import BaseScheduler, EpochPlan, Plan, resolve, warmup_length
+from fe_dist.schedule import BaseScheduler, EpochPlan, Plan, resolve
 from fe_dist.schedule.plan import check_eval_batch
 from fe_dist.summary import EpochRecord, Summary, schedule_table
 from fe_dist.trace.runner import Traces, record_values
 from fe_dist.trace.trace import Data, System
-
-T = TypeVar("T")
 
 
 class Estimator:
@@ -123,7 +120,7 @@ class Estimator:
         """
         if resume and self.checkpoint_dir is None:
             raise ConfigError("fit(resume=True) needs Estimator(checkpoint_dir=...) to read from.")
-        return self._run(lambda ctx: self._fit(ctx, resume))
+        return run_on_every_rank(lambda ctx: self._fit(ctx, resume))
 
     def test(self) -> dict[str, float]:
         """Evaluate on the whole "test" split, sharded over the ranks, with the schedule of the
@@ -141,15 +138,14 @@ class Estimator:
         if "test" not in self.pipeline.modes():
             raise ConfigError("Estimator.test() needs a 'test' split: Pipeline(data={'train': "
                               "..., 'eval': ..., 'test': {...}}).")
-        return self._run(self._test)
+        return run_on_every_rank(self._test)
 
     def _test(self, ctx: Context) -> dict[str, float]:
         if self.plan is None:
             self.plan = self._agree_on_plan(ctx)
             together(ctx, "preflight", lambda: run_preflight(
                 self.pipeline, self.network, self.plan, ctx, self.traces))
-            self._state = run_state.broadcast(ctx, self._state, self.network,
-                                              self._helper_models(), self.traces)
+            run_state.broadcast_weights(ctx, self.network, self._helper_models())
         # The schedule of the last epoch trained (an early stop ends before the planned last).
         entry = self.plan.epochs[self._last_epoch if self._last_epoch is not None else -1]
         if entry is not self.plan.epochs[-1]:  # the checks before training took the last
@@ -185,29 +181,6 @@ class Estimator:
                     self.history_dir, entry.epoch, int(count), metrics) if ctx.is_chief else None)
         return metrics
 
-    def _run(self, work: Callable[[Context], T]) -> T:
-        """Run ``work`` on every rank with the stall watchdog on, and end the whole job when
-        it fails on this rank alone."""
-        ctx = get_context()
-        ctx.watch(True)
-        try:
-            return work(ctx)
-        except Exception as err:
-            # An error on this rank alone (e.g. in a train step) leaves the other ranks waiting
-            # in a collective: end the job now. Errors every rank raised together (ctx.agree:
-            # checks, checkpoint writes, on_epoch_end) propagate as themselves.
-            if ctx.size > 1 and not raised_on_every_rank(err):
-                ctx.abort(f"fe_dist: rank {ctx.rank} failed: {traceback.format_exc()}"
-                          f"fe_dist: ending the job (all {ctx.size} ranks).")
-            if ctx.size > 1:
-                # Said now: once one rank's process exits, the launcher may end the others
-                # before Python prints their tracebacks.
-                sys.stderr.write(f"fe_dist: rank {ctx.rank}: {type(err).__name__}: {err}\n")
-                sys.stderr.flush()
-            raise
-        finally:
-            ctx.watch(False)
-
     def _fit(self, ctx: Context, resume: bool) -> Summary:
         start = self._fit_start = time.perf_counter()
         pending_resume = [resume]  # rank 0 restores the checkpoint in the first sync only
@@ -215,7 +188,7 @@ class Estimator:
                 checkpoint.path(self.checkpoint_dir).exists():
             warnings.warn(f"{checkpoint.path(self.checkpoint_dir)} holds a checkpoint; fit() "
                           "starts at epoch 0 and replaces it after the first epoch. "
-                          "fit(resume=True) continues it instead.", stacklevel=3)
+                          "fit(resume=True) continues it instead.", stacklevel=5)  # at fit()
         self._state = RunState()
         self._outputs = EpochOutputs(self.checkpoint_dir, self.history_dir, self.tensorboard_dir)
 
@@ -310,7 +283,7 @@ class Estimator:
             ds = self.pipeline.get_train_dataset(epoch, batch, ctx, seed=self.seed,
                                                  micro_batch=micro)
             global_batch = tf.constant(batch, tf.float32)
-            set_lr = self._lr_setter(entry)
+            set_lr = lr_setter(self.plan, self.network, entry)
             traces = self.traces.active(epoch, "train")
             step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx,
                                                sharding.micro_steps(entry),
@@ -452,29 +425,6 @@ class Estimator:
             floats = [v for v in self.network.models[name].non_trainable_variables
                       if tf.as_dtype(v.dtype).is_floating]
             ctx.average_variables(floats, f"fe.state.{name}")
-
-    def _lr_setter(self, entry: EpochPlan) -> Callable[[int], dict[str, float]]:
-        """A function that sets each trained model's scheduled learning rate for step s of
-        this epoch and returns the rates it set."""
-        epoch, batch = entry.epoch, entry.global_batch
-        steps = [e.steps for e in self.plan.epochs]
-        first = sum(steps[:epoch])  # the run's optimizer steps before this epoch
-        scheduled = [(m, optimizer_at(m, epoch), m.fe_dist.lr_schedule,
-                      warmup_length(m.fe_dist.lr_schedule, steps))
-                     for m in self.network.trained_models(epoch)
-                     if m.fe_dist.lr_schedule is not None]
-
-        rates: dict[str, float] = {}
-
-        def set_lr(step: int) -> dict[str, float]:
-            for model, opt, schedule, warmup in scheduled:
-                rate = schedule.value(epoch, first + step, batch, warmup)
-                if rates.get(model.model_name) != rate:  # most schedules change by epoch only
-                    rates[model.model_name] = rate
-                    opt.learning_rate = rate
-            return dict(rates)
-
-        return set_lr
 
     def _trace_hook(self, hook: str, traces: list[Any], data: Data, epoch: int,
                     mode: str = "train") -> dict[str, Any]:

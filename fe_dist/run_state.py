@@ -85,18 +85,27 @@ def broadcast(ctx: Context, live: RunState, network: Network,
     runs the same collectives, whenever it joined; returns the live state to continue from."""
     if ctx.size == 1:
         return live
-    for name, model in sorted(network.models.items()):
-        variables = state_variables(model)
-        ctx.broadcast_variables(variables, [f"fe.init.{name}.{i}" for i in range(len(variables))])
-    # Models the user's ops call themselves: never trained, but each rank may have built its
-    # own random weights.
-    helper_models.broadcast(ctx, helpers)
+    broadcast_weights(ctx, network, helpers)
     records, began, trace_state = ctx.broadcast_object(
         ([dataclasses.asdict(r) for r in live.records], live.began,
          traces.get_state() if traces else None) if ctx.is_chief else None, name="fe.run_state")
     if traces:
         traces.set_state(trace_state)
     return RunState(records=[EpochRecord(**r) for r in records], began=began)
+
+
+def broadcast_weights(ctx: Context, network: Network,
+                      helpers: list[helper_models.HelperModel]) -> None:
+    """Give every rank rank 0's model and optimizer variables and the weights of the models
+    ops hold (``helpers``)."""
+    if ctx.size == 1:
+        return
+    for name, model in sorted(network.models.items()):
+        variables = state_variables(model)
+        ctx.broadcast_variables(variables, [f"fe.init.{name}.{i}" for i in range(len(variables))])
+    # Models the user's ops call themselves: never trained, but each rank may have built its
+    # own random weights.
+    helper_models.broadcast(ctx, helpers)
 
 
 def resume(directory: str | os.PathLike, plan: Plan, network: Network,
