@@ -85,6 +85,8 @@ class Plan:
             (`Pipeline.fingerprint`; for a stream, its first samples in order): ranks on hosts
             holding different copies of the data (same sample count, other content), or reading
             a stream in other orders, disagree here before training.
+        adaptive_batch: The settings of the train split's `AdaptiveBatch`, or None. Epochs it
+            has not decided yet hold its latest decision; `rebatch` updates them.
         network: How gradients travel: the Network's ``gradient_compression`` and
             ``allreduce`` (every rank must run the same collectives).
     """
@@ -98,6 +100,9 @@ class Plan:
     epochs: list[EpochPlan]
     # A default, so plans saved in checkpoints before fingerprints existed still load.
     data_fingerprint: dict[str, str] = dataclasses.field(default_factory=dict)
+    # An AdaptiveBatch's settings (None without one): its decisions are made from reduced
+    # values, so ranks agree on them by construction, but only if their settings agree.
+    adaptive_batch: dict[str, Any] | None = None
     # A default, so plans saved before the allreduce settings were planned still load.
     network: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -130,6 +135,9 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
         raise ConfigError(f"Estimator epochs must be a positive int, got {epochs!r}.")
     n_train = pipeline.num_samples("train")
     eval_schedule, evaluate = evaluate, _as_function(evaluate)
+    adaptive = pipeline.adaptive_batch()
+    if adaptive is not None:
+        _check_adaptive(adaptive, world_size, n_train)
     if max_rank_batch is not None and (isinstance(max_rank_batch, bool) or not isinstance(
             max_rank_batch, numbers.Integral) or max_rank_batch < 1):
         raise ConfigError(f"Estimator max_rank_batch must be a positive int (the largest "
@@ -160,13 +168,10 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
         })
     _check_warmups(network, epochs)
     steps = [e["steps"] for e in plan_epochs]
-    first = 0
     for entry in plan_epochs:
-        entry["learning_rates"] = {
-            m.model_name: [_rate(m, entry["epoch"], step, entry["global_batch"], steps)
-                           for step in (first, first + entry["steps"] - 1)]
-            for m in network.trained_models(entry["epoch"]) if m.fe_dist.lr_schedule is not None}
-        first += entry["steps"]
+        entry["learning_rates"] = _learning_rates(
+            {m.model_name: m.fe_dist.lr_schedule for m in network.trained_models(entry["epoch"])
+             if m.fe_dist.lr_schedule is not None}, entry["epoch"], entry["global_batch"], steps)
     plan = {
         "world_size": world_size,
         "seed": seed,
@@ -189,11 +194,60 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             epochs),
         "epochs": plan_epochs,
         "data_fingerprint": {mode: pipeline.fingerprint(mode) for mode in pipeline.modes()},
+        "adaptive_batch": adaptive.config() if adaptive is not None else None,
         "network": {"gradient_compression": network.gradient_compression,
                     "allreduce": network.allreduce},
     }
     # Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares equal.
     return Plan.from_dict(json.loads(json.dumps(plan)))
+
+
+def rebatch(plan: Plan, pipeline: Any, epoch: int, max_rank_batch: int | None,
+            lr_schedules: dict[str, Any]) -> Plan:
+    """``plan`` after an `AdaptiveBatch` decided the global batch of ``epoch``: that epoch and
+    the later ones (which hold the latest decision until they get their own) take
+    ``pipeline``'s batch sizes now, with their shares, micro-batches and steps; warm-ups that
+    span them are re-measured in steps. Epochs before ``epoch`` are left as they ran."""
+    n_train = pipeline.num_samples("train")
+    epochs = list(plan.epochs)
+    for i in range(epoch, len(epochs)):
+        batch = _check_batch(pipeline.get_batch_size(i), i, plan.world_size, n_train)
+        eval_batch = epochs[i].eval_batch
+        if eval_batch is not None:
+            eval_batch = check_eval_batch(pipeline.get_batch_size(i, "eval"), i, "eval")
+        epochs[i] = dataclasses.replace(
+            epochs[i], global_batch=batch,
+            per_rank_batch=sharding.per_rank_batch_sizes(batch, plan.world_size),
+            micro_batches=_micro_batches(batch, plan.world_size, max_rank_batch, i),
+            steps=sharding.steps_per_epoch(n_train, batch), eval_batch=eval_batch)
+    signature = set(plan.signature_epochs)
+    if epoch < len(epochs) and epoch > 0 and \
+            epochs[epoch].global_batch != epochs[epoch - 1].global_batch:
+        signature.add(epoch)
+    steps = [e.steps for e in epochs]
+    for i in range(epoch, len(epochs)):  # the rates of the epochs still to run (they follow B)
+        epochs[i] = dataclasses.replace(epochs[i], learning_rates=_learning_rates(
+            {name: lr_schedules[name] for name in epochs[i].learning_rates
+             if name in lr_schedules}, i,
+            epochs[i].global_batch, steps))
+    warmups = {name: warmup_length(schedule, steps) for name, schedule in lr_schedules.items()}
+    return dataclasses.replace(plan, epochs=epochs, signature_epochs=sorted(signature),
+                               lr_warmup_steps={**plan.lr_warmup_steps, **warmups})
+
+
+def _check_adaptive(adaptive: Any, world_size: int, n_train: int) -> None:
+    """An `AdaptiveBatch` whose every size the data and the ranks can fill."""
+    if adaptive.maximum > n_train:
+        raise ConfigError(f"{adaptive!r}: maximum={adaptive.maximum} is larger than the "
+                          f"{n_train} training samples, so an epoch at that batch would have no "
+                          f"step. Give a maximum of at most {n_train}.")
+    # One process measures the noise scale on the two halves of each batch.
+    smallest = max(world_size, 2)
+    if adaptive.sizes[0] < smallest:
+        raise ConfigError(f"{adaptive!r}: its smallest batch {adaptive.sizes[0]} is below "
+                          f"{smallest}: every one of the {world_size} rank(s) needs a sample per "
+                          "step (and one process two, for its two half-batch gradients). Give a "
+                          f"minimum of at least {smallest}.")
 
 
 def _as_function(evaluate: Any) -> Any:
@@ -242,19 +296,29 @@ def json_safe(value: Any) -> Any:
     return describe(value)
 
 
-def _rate(model: Any, epoch: int, step: int, batch: int, steps: list[int]) -> float:
-    """``model``'s scheduled learning rate at global ``step`` of ``epoch``."""
-    schedule = model.fe_dist.lr_schedule
+def _learning_rates(schedules: dict[str, Any], epoch: int, batch: int,
+                    steps: list[int]) -> dict[str, list[float]]:
+    """Per model name, the rate its `LRSchedule` (in ``schedules``) gives at the first and the
+    last step of ``epoch`` of a run whose epochs have ``steps`` steps."""
+    first = sum(steps[:epoch])
+    return {name: [_rate(name, schedule, epoch, step, batch, steps)
+                   for step in (first, first + steps[epoch] - 1)]
+            for name, schedule in schedules.items()}
+
+
+def _rate(name: str, schedule: Any, epoch: int, step: int, batch: int,
+          steps: list[int]) -> float:
+    """Model ``name``'s scheduled learning rate at global ``step`` of ``epoch``."""
     try:
         rate = schedule.value(epoch, step, batch, warmup_length(schedule, steps))
     except ConfigError:
         raise
     except Exception as err:  # the user's LR function
-        raise ConfigError(f"Epoch {epoch}: the learning rate of model {model.model_name!r} "
-                          f"failed: {type(err).__name__}: {err}. Fix its LRSchedule.") from err
+        raise ConfigError(f"Epoch {epoch}: the learning rate of model {name!r} failed: "
+                          f"{type(err).__name__}: {err}. Fix its LRSchedule.") from err
     if not rate >= 0:
-        raise ConfigError(f"Epoch {epoch}: the learning rate of model {model.model_name!r} is "
-                          f"{rate!r}; it must be a number >= 0.")
+        raise ConfigError(f"Epoch {epoch}: the learning rate of model {name!r} is {rate!r}; it "
+                          "must be a number >= 0.")
     return float(rate)
 
 
