@@ -195,9 +195,8 @@ def rebatch(plan: Plan, pipeline: Any, epoch: int, max_rank_batch: int | None,
             micro_batches=_micro_batches(batch, plan.world_size, max_rank_batch, i),
             steps=sharding.steps_per_epoch(n_train, batch), eval_batch=eval_batch)
     signature = set(plan.signature_epochs)
-    if epoch < len(epochs) and epoch > 0 and \
-            epochs[epoch].global_batch != epochs[epoch - 1].global_batch:
-        signature.add(epoch)
+    signature.update(i for i in range(max(epoch, 1), len(epochs))
+                     if epochs[i].global_batch != epochs[i - 1].global_batch)
     steps = [e.steps for e in epochs]
     warmups = {name: warmup_length(schedule, steps) for name, schedule in lr_schedules.items()}
     return dataclasses.replace(plan, epochs=epochs, signature_epochs=sorted(signature),
