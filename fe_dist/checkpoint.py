@@ -34,11 +34,13 @@ def path(directory: str | os.PathLike) -> Path:
 def save(directory: str | os.PathLike, variables: Mapping[str, Sequence[np.ndarray]],
          epoch: int, plan: Plan, records: list[dict[str, Any]],
          helpers: Sequence[HelperModel] = (),
-         traces: list[dict[str, Any]] | None = None) -> Path:
+         traces: list[dict[str, Any]] | None = None,
+         noise: list[float] | None = None) -> Path:
     """Write the state after ``epoch`` (atomic replace of the previous checkpoint): each model's
     ``variables`` (`fe_dist.build.state_variables` values, by model name), the variables of the
     ``helpers`` (models user ops call themselves; they have no optimizer) and the ``traces``'
-    state (`Traces.get_state`, JSON-ready). `fe_dist.run_state` writes and reads it."""
+    state (`Traces.get_state`, JSON-ready), and the noise scale's moving averages under an
+    `AdaptiveBatch`. `fe_dist.run_state` writes and reads it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {}
@@ -49,7 +51,7 @@ def save(directory: str | os.PathLike, variables: Mapping[str, Sequence[np.ndarr
         for i, var in enumerate(helper.variables):
             arrays[f"{_HELPER}{helper.name}/{i}"] = np.asarray(var)
     meta = {"format": FORMAT, "epoch": epoch, "plan": plan.to_dict(), "records": records,
-            "traces": traces or []}
+            "traces": traces or [], "noise": noise}
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     final = path(directory)
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")

@@ -33,6 +33,9 @@ class RankReport:
         skipped: Unreadable samples this rank skipped (train and eval).
         timeline: Seconds since fit() began at each point (`EpochRecord.timeline`).
         learning_rates: The scheduled learning rate of each model at the last step.
+        noise: The noise scale's moving averages after the epoch (`NoiseScale.get_state`)
+            under an `AdaptiveBatch`: the same on every rank by construction, compared anyway
+            because the next epoch's batch is decided from them.
     """
 
     steps: int = 0
@@ -44,6 +47,7 @@ class RankReport:
     skipped: int = 0
     timeline: dict[str, float] = dataclasses.field(default_factory=dict)
     learning_rates: dict[str, float] = dataclasses.field(default_factory=dict)
+    noise: list[float] | None = None
 
 
 def make_record(entry: EpochPlan, reports: list[RankReport], ctx: Context) -> EpochRecord:
@@ -54,6 +58,10 @@ def make_record(entry: EpochPlan, reports: list[RankReport], ctx: Context) -> Ep
         raise DistributedError(f"Epoch {entry.epoch}: ranks ran different step counts "
                                f"{[r.steps for r in reports]}.")
     steps = steps.pop()
+    if any(r.noise != reports[0].noise for r in reports):
+        raise DistributedError(f"Epoch {entry.epoch}: the ranks measured different gradient noise "
+                               f"scales {[r.noise for r in reports]}, so they would choose "
+                               "different batches. Every rank must run the same program.")
     train = sum_dicts(r.train for r in reports)
     evals = sum_dicts(r.eval for r in reports)
     samples = steps * entry.global_batch

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from fe_dist import checkpoint, helper_models, history, run_state, sharding
 from fe_dist.agreement import agree_on_plan, run_on_every_rank, together
+from fe_dist.batch_adaptation import BatchAdaptation
 from fe_dist.determinism import reseed_models
 from fe_dist.distributed import Context
 from fe_dist.distributed.context import describe_hosts, host_label
@@ -101,6 +102,10 @@ class Estimator:
         self._progress = Progress(enabled=progress)
         self.plan: Plan | None = None
         self._fit_start = 0.0
+        adaptive = pipeline.adaptive_batch()
+        # With an AdaptiveBatch the train steps measure the noise scale, and each epoch's end
+        # decides the next one's batch (fe_dist.batch_adaptation).
+        self._adaptation = None if adaptive is None else BatchAdaptation(adaptive, network)
 
     def fit(self, resume: bool = False) -> Summary:
         """Train and evaluate every epoch; returns the same `Summary` on every rank.
@@ -190,6 +195,8 @@ class Estimator:
                           "starts at epoch 0 and replaces it after the first epoch. "
                           "fit(resume=True) continues it instead.", stacklevel=5)  # at fit()
         self._state = RunState()
+        if self._adaptation is not None:
+            self._adaptation.reset()  # a new run decides anew (a resume takes the records')
         self._outputs = EpochOutputs(self.checkpoint_dir, self.history_dir, self.tensorboard_dir)
 
         def sync() -> None:
@@ -211,7 +218,8 @@ class Estimator:
                      lambda: run_preflight(self.pipeline, self.network, plan, ctx, self.traces))
             resumed = together(ctx, "resume", lambda: run_state.resume(
                 self.checkpoint_dir, plan, self.network, self._helper_models(), self.traces,
-                lambda line: self._log(ctx, line)) if pending_resume[0] and ctx.is_chief else None)
+                lambda line: self._log(ctx, line), self._follow if self._adaptation else None)
+                if pending_resume[0] and ctx.is_chief else None)
             pending_resume[0] = False
             if resumed is not None:
                 self._state = resumed
@@ -219,6 +227,8 @@ class Estimator:
             # Every rank holds rank 0's state after this, the stopped flag included.
             self._state = run_state.broadcast(ctx, self._state, self.network,
                                               self._helper_models(), self.traces)
+            if self._adaptation is not None:  # rank 0's batch decisions, from its records
+                self.plan = self._follow(self._state.records)
             if self.traces:
                 self._system = System(ctx)
                 self.traces.attach(self._system)
@@ -235,6 +245,8 @@ class Estimator:
 
         def rollback(saved: RunState) -> None:
             self._state = run_state.restore(saved, self.network, self.traces)
+            if self._adaptation is not None:
+                self.plan = self._follow(self._state.records)
 
         ctx.run_elastic(train, sync=sync,
                         snapshot=lambda: run_state.capture(self._state, self.network,
@@ -253,6 +265,11 @@ class Estimator:
     def _agree_on_plan(self, ctx: Context) -> Plan:
         return agree_on_plan(ctx, self.pipeline, self.network, self.epochs, self.seed,
                              self.evaluate, self.max_rank_batch, self.traces)
+
+    def _follow(self, records: list[EpochRecord]) -> Plan:
+        """The plan with the batch decisions of ``records`` (an `AdaptiveBatch` run)."""
+        return self._adaptation.follow(records, self.plan, self.pipeline, self.max_rank_batch,
+                                       self.network)
 
     def _helper_models(self) -> list[helper_models.HelperModel]:
         """Models the ops hold outside ModelOps (found once: ops do not change)."""
@@ -283,7 +300,10 @@ class Estimator:
             ds = self.pipeline.get_train_dataset(epoch, batch, ctx, seed=self.seed,
                                                  micro_batch=micro)
             global_batch = tf.constant(batch, tf.float32)
-            set_lr = lr_setter(self.plan, self.network, entry)
+            adapt = self._adaptation
+            set_lr = lr_setter(self.plan, self.network, entry,
+                               adapt.lr_factor(epoch) if adapt else 1.0,
+                               adapt.base_rates if adapt else None)
             traces = self.traces.active(epoch, "train")
             step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx,
                                                sharding.micro_steps(entry),
@@ -326,6 +346,8 @@ class Estimator:
         timeline["eval_end"] = time.perf_counter() - self._fit_start
         report.skipped = (self.pipeline.skipped("train") + self.pipeline.skipped("eval")
                           - skipped_before)
+        if self.network.noise is not None:
+            report.noise = self.network.noise.get_state()
         ctx.progress(f"epoch {epoch}, the gathering of every rank's epoch report")
         record = make_record(entry, ctx.allgather_object(report, name="fe.epoch_report"), ctx)
         if eval_traces:
@@ -334,6 +356,11 @@ class Estimator:
                                                Data(record.eval_metrics), epoch, "eval"))
         record.eval_metrics.update(record_values(trace_logs))
         record.train_metrics.update(record_values(train_logs))
+        if self._adaptation is not None:
+            # From reduced values only: the same decision on every rank (make_record checked
+            # that every rank measured the same).
+            self.plan = self._adaptation.end_epoch(record, self.plan, self.pipeline,
+                                                   self.max_rank_batch, self.network)
         if self._system is not None and self._system.stop_training:
             # The same on every rank (checked by the traces' agreement). Kept in the record,
             # so the run state (fe_dist.run_state) carries it: a resume, a rollback to an

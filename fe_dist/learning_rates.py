@@ -10,10 +10,14 @@ from fe_dist.network import Network
 from fe_dist.schedule import EpochPlan, Plan, warmup_length
 
 
-def lr_setter(plan: Plan, network: Network,
-              entry: EpochPlan) -> Callable[[int], dict[str, float]]:
+def lr_setter(plan: Plan, network: Network, entry: EpochPlan, factor: float = 1.0,
+              base_rates: dict[int, float] | None = None) -> Callable[[int], dict[str, float]]:
     """A function that sets each trained model's scheduled learning rate for step s of the
-    epoch ``entry`` plans and returns the rates it set, by model name."""
+    epoch ``entry`` plans and returns the rates it set, by model name.
+
+    ``factor`` (an `AdaptiveBatch`'s ``lr_rule``) multiplies every scheduled rate, and the
+    optimizers' own rates given in ``base_rates`` (by ``id`` of the optimizer) for models
+    without a schedule."""
     epoch, batch = entry.epoch, entry.global_batch
     steps = [e.steps for e in plan.epochs]
     first = sum(steps[:epoch])  # the run's optimizer steps before this epoch
@@ -21,13 +25,20 @@ def lr_setter(plan: Plan, network: Network,
                   warmup_length(m.fe_dist.lr_schedule, steps))
                  for m in network.trained_models(epoch)
                  if m.fe_dist.lr_schedule is not None]
+    own = [(m, opt, base_rates[id(opt)] * factor)
+           for m in network.trained_models(epoch) if m.fe_dist.lr_schedule is None
+           for opt in [optimizer_at(m, epoch)] if base_rates and id(opt) in base_rates]
 
     rates: dict[str, float] = {}
 
     def set_lr(step: int) -> dict[str, float]:
         for model, opt, schedule, warmup in scheduled:
-            rate = schedule.value(epoch, first + step, batch, warmup)
+            rate = schedule.value(epoch, first + step, batch, warmup) * factor
             if rates.get(model.model_name) != rate:  # most schedules change by epoch only
+                rates[model.model_name] = rate
+                opt.learning_rate = rate
+        for model, opt, rate in own:
+            if rates.get(model.model_name) != rate:
                 rates[model.model_name] = rate
                 opt.learning_rate = rate
         return dict(rates)

@@ -39,12 +39,16 @@ class RunState:
         variables: Host copies of each model's variables and its optimizers'
             (`fe_dist.build.state_variables`), by model name; None in the live state, whose
             variables are the models' own.
+        noise: The gradient noise scale's moving averages (`NoiseScale.get_state`) under an
+            `AdaptiveBatch`, else None; None in the live state, whose averages are the
+            network's own. (The batch decisions are in the records.)
     """
 
     records: list[EpochRecord] = dataclasses.field(default_factory=list)
     began: bool = False
     traces: list[dict[str, Any]] | None = None
     variables: dict[str, list[np.ndarray]] | None = None
+    noise: list[float] | None = None
 
     @property
     def stopped(self) -> bool:
@@ -61,6 +65,7 @@ def capture(live: RunState, network: Network, traces: Traces) -> RunState:
     """A host copy of this rank's state: ``live``'s records and began, the models' and
     optimizers' variables and the traces' state."""
     return RunState(records=list(live.records), began=live.began, traces=traces.get_state(),
+                    noise=network.noise.get_state() if network.noise is not None else None,
                     variables={name: [np.array(v.numpy()) for v in state_variables(model)]
                                for name, model in sorted(network.models.items())})
 
@@ -73,6 +78,8 @@ def restore(saved: RunState, network: Network, traces: Traces) -> RunState:
             for var, value in zip(state_variables(model), saved.variables[name]):
                 var.assign(value)
     network.clear_accumulators()
+    if saved.noise is not None and network.noise is not None:
+        network.noise.set_state(saved.noise)
     if saved.traces is not None:
         traces.set_state(saved.traces)
     return RunState(records=list(saved.records), began=saved.began)
@@ -86,11 +93,15 @@ def broadcast(ctx: Context, live: RunState, network: Network,
     if ctx.size == 1:
         return live
     broadcast_weights(ctx, network, helpers)
-    records, began, trace_state = ctx.broadcast_object(
+    records, began, trace_state, noise = ctx.broadcast_object(
         ([dataclasses.asdict(r) for r in live.records], live.began,
-         traces.get_state() if traces else None) if ctx.is_chief else None, name="fe.run_state")
+         traces.get_state() if traces else None,
+         network.noise.get_state() if network.noise is not None else None)
+        if ctx.is_chief else None, name="fe.run_state")
     if traces:
         traces.set_state(trace_state)
+    if noise is not None:
+        network.noise.set_state(noise)
     return RunState(records=[EpochRecord(**r) for r in records], began=began)
 
 
@@ -110,19 +121,25 @@ def broadcast_weights(ctx: Context, network: Network,
 
 def resume(directory: str | os.PathLike, plan: Plan, network: Network,
            helpers: list[helper_models.HelperModel], traces: Traces,
-           log: Callable[[str], None]) -> RunState | None:
+           log: Callable[[str], None],
+           follow: Callable[[list[EpochRecord]], Plan] | None = None) -> RunState | None:
     """On rank 0: put the state of the checkpoint in ``directory`` back (the start-state
     broadcast then hands it to every rank) and return it, after checking that ``plan`` trains
-    its epochs as it did; None when there is no checkpoint."""
+    its epochs as it did; None when there is no checkpoint. ``follow`` (an `AdaptiveBatch`
+    run) turns the saved records into the plan their batch decisions make, which is then the
+    one checked."""
     file = checkpoint.path(directory)
     loaded = checkpoint.load(directory)
     if loaded is None:
         log(f"no checkpoint at {file}; starting at epoch 0")
         return None
     meta, arrays = loaded
+    records = [EpochRecord(**r) for r in meta["records"]]
+    if follow is not None:
+        plan = follow(records)
     checkpoint.check_compatible(meta["plan"], plan, meta["epoch"] + 1, file)
-    saved = RunState(records=[EpochRecord(**r) for r in meta["records"]],
-                     traces=meta.get("traces", []),
+    saved = RunState(records=records,
+                     traces=meta.get("traces", []), noise=meta.get("noise"),
                      variables=checkpoint.model_values(network.models, arrays, file))
     checkpoint.restore_helpers(helpers, arrays, file)
     live = restore(saved, network, traces)
@@ -135,4 +152,5 @@ def save(directory: str | os.PathLike, state: RunState, plan: Plan,
     """Write ``state`` (a `capture`) as the checkpoint after its last epoch, with ``plan`` and
     the weights of the models ops hold (``helpers``)."""
     checkpoint.save(directory, state.variables or {}, state.records[-1].epoch, plan,
-                    [dataclasses.asdict(r) for r in state.records], helpers, state.traces)
+                    [dataclasses.asdict(r) for r in state.records], helpers, state.traces,
+                    state.noise)

@@ -221,9 +221,8 @@ def rebatch(plan: Plan, pipeline: Any, epoch: int, max_rank_batch: int | None,
             micro_batches=_micro_batches(batch, plan.world_size, max_rank_batch, i),
             steps=sharding.steps_per_epoch(n_train, batch), eval_batch=eval_batch)
     signature = set(plan.signature_epochs)
-    if epoch < len(epochs) and epoch > 0 and \
-            epochs[epoch].global_batch != epochs[epoch - 1].global_batch:
-        signature.add(epoch)
+    signature.update(i for i in range(max(epoch, 1), len(epochs))
+                     if epochs[i].global_batch != epochs[i - 1].global_batch)
     steps = [e.steps for e in epochs]
     for i in range(epoch, len(epochs)):  # the rates of the epochs still to run (they follow B)
         epochs[i] = dataclasses.replace(epochs[i], learning_rates=_learning_rates(
