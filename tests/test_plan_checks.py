@@ -164,6 +164,17 @@ def test_resume_compares_the_trained_epochs_optimizer_settings_and_reads_older_p
     checkpoint.check_compatible(old, _variant(), 2, file)
 
 
+def test_a_plan_agreed_again_after_training_set_a_rate_holds_the_rate_as_built():
+    """fe_dist sets optimizers' own rates as it trains (an AdaptiveBatch's lr_rule); a plan
+    agreed again later (an elastic reset, where a joining rank has a fresh optimizer) must not
+    hold the rate set since."""
+    model = _model(_sgd())
+    pipeline = fe.Pipeline({"train": _arrays()}, batch_size=16)
+    before = _plan(pipeline, _network(model))
+    model.fe_dist.optimizers[0].learning_rate = 0.05
+    assert first_difference(before, _plan(pipeline, _network(model))) is None
+
+
 # -- item 7: a stream shorter than planned ------------------------------------------------------------
 def _estimator(train, eval_data=None, epochs=1, optimizer="sgd", lr=None, traces=None):
     model = _model(optimizer, lr)
@@ -253,3 +264,4 @@ def test_two_ranks_read_one_seeded_stream_agree_on_settings_and_end_on_a_short_s
     assert "'train' stream ended after 96 samples, but the plan has num_samples=128" in \
         proc.stdout + proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "stall" not in proc.stderr
+

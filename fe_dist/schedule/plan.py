@@ -6,9 +6,11 @@ steps, ops and collectives in every epoch.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import numbers
+import weakref
 from typing import Any
 
 from fe_dist import sharding
@@ -258,17 +260,24 @@ def _as_function(evaluate: Any) -> Any:
     return lambda epoch: evaluate
 
 
+# Each optimizer's settings as first planned (see `optimizer_settings`).
+_BUILT_SETTINGS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
 def optimizer_settings(model: Any, epoch: int) -> dict[str, Any]:
     """The optimizer that updates ``model`` at ``epoch``, as plain JSON: its ``get_config()``
     (a Keras LearningRateSchedule as its config) without the names Keras numbers by creation
     order (``sgd_1``), and without ``learning_rate`` when fe_dist's LRSchedule sets it each step
-    (the plan holds those rates instead, and the optimizer's current value changes as it
-    trains)."""
+    (the plan holds those rates instead). Taken once per optimizer, before it first trains:
+    fe_dist sets some rates as it trains (an AdaptiveBatch's lr_rule), and a plan agreed again
+    later (an elastic reset, where a joining rank has fresh optimizers) must hold the same."""
     opt = model.fe_dist.optimizer_at(epoch)
-    try:
-        config = json_safe(opt.get_config())
-    except (NotImplementedError, TypeError, ValueError):  # a custom optimizer without one
-        return {"get_config": f"unavailable for {type(opt).__name__}"}
+    if opt not in _BUILT_SETTINGS:
+        try:
+            _BUILT_SETTINGS[opt] = json_safe(opt.get_config())
+        except (NotImplementedError, TypeError, ValueError):  # a custom optimizer without one
+            _BUILT_SETTINGS[opt] = {"get_config": f"unavailable for {type(opt).__name__}"}
+    config = copy.deepcopy(_BUILT_SETTINGS[opt])
     if model.fe_dist.lr_schedule is not None:
         config.pop("learning_rate", None)
         inner = config.get("inner_optimizer")  # a LossScaleOptimizer's
