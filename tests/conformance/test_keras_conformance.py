@@ -1,0 +1,73 @@
+"""Keras is the oracle: each case of keras_cases.py trained by fe_dist ends with the weights and
+optimizer state of Keras' own model.fit on the same batches from the same initial weights; on
+one process (in this process, local backend) and, for every case without batch statistics or
+per-rank random draws, on 2 ranks (one horovodrun --gloo launch for all of them).
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import keras_cases as kc
+from conftest import launch, read_reports
+
+_ORACLE: dict[str, tuple[list[np.ndarray], kc.Result]] = {}
+
+
+def oracle(name: str) -> tuple[list[np.ndarray], kc.Result]:
+    """(initial weights, Keras' fit from them) of case ``name``, computed once."""
+    if name not in _ORACLE:
+        case = kc.BY_NAME[name]
+        init = kc.initial_weights(case)
+        _ORACLE[name] = init, kc.keras_fit(case, init)
+    return _ORACLE[name]
+
+
+def assert_matches(case: kc.Case, ours: kc.Result, reference: kc.Result,
+                   init: list[np.ndarray], where: str) -> None:
+    d = kc.differences(case, ours, reference, init)
+    assert d["structure"] is None, f"{case.name} ({where}): {d['structure']}"
+    rtol, atol = case.tolerance
+    # The comparison means something only if training moved the weights far beyond it.
+    assert d["keras_moved"] > 100 * atol, d
+    assert d["tolerance_units"] <= 1.0, (
+        f"{case.name} ({where}): fe_dist's weights or optimizer state differ from Keras' fit "
+        f"by up to {d['max_abs_diff']:.3g} ({d['tolerance_units']:.3g} x the tolerance "
+        f"rtol={rtol}, atol={atol}; Keras moved the weights by {d['keras_moved']:.3g})")
+
+
+@pytest.mark.parametrize("name", [c.name for c in kc.CASES])
+def test_one_process_equals_keras_fit(name):
+    case = kc.BY_NAME[name]
+    init, reference = oracle(name)
+    assert_matches(case, kc.fe_fit(case, init), reference, init, "one process")
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """Every MULTIRANK case on 2 ranks, in one launch; each rank's report."""
+    out = tmp_path_factory.mktemp("conformance")
+    for name in kc.MULTIRANK:
+        np.savez(out / f"init_{name}.npz",
+                 **{f"w{i}": w for i, w in enumerate(oracle(name)[0])})
+    proc = launch(["conformance.py"], out, np=2, launcher="gloo", timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return out, read_reports(out, 2)
+
+
+@pytest.mark.multirank
+@pytest.mark.parametrize("name", kc.MULTIRANK)
+def test_two_ranks_equal_keras_fit(two_ranks, name):
+    out, reports = two_ranks
+    case = kc.BY_NAME[name]
+    init, reference = oracle(name)
+    for report in reports:
+        assert report["size"] == 2 and report["backend"] != "local", report
+        entry = report["cases"][name]
+        assert entry["status"] == "ok", entry
+        # Odd global batches split unevenly: each rank's share weighs its gradient.
+        assert entry["per_rank_batch"] == [(case.batch + 1) // 2, case.batch // 2]
+        ours = kc.Result.load(out / f"rank{report['rank']}_{name}.npz",
+                              entry["optimizer_type"], entry["per_rank_batch"])
+        assert_matches(case, ours, reference, init, f"rank {report['rank']} of 2")
