@@ -71,3 +71,44 @@ def test_two_ranks_equal_keras_fit(two_ranks, name):
         ours = kc.Result.load(out / f"rank{report['rank']}_{name}.npz",
                               entry["optimizer_type"], entry["per_rank_batch"])
         assert_matches(case, ours, reference, init, f"rank {report['rank']} of 2")
+
+
+# -- what fe_dist refuses instead of training differently from Keras -----------------------------
+class _OwnTrainStep(kc.keras.Model):
+    def train_step(self, data):  # a GAN-style custom step: fe_dist would never call it
+        return super().train_step(data)
+
+
+class _OwnComputeLoss(kc.keras.Model):
+    def compute_loss(self, *args, **kwargs):  # extra loss terms: fe_dist would never call it
+        return super().compute_loss(*args, **kwargs)
+
+
+def _functional(cls=kc.keras.Model, **bn):
+    x = kc.keras.Input((6,))
+    h = kc.L.BatchNormalization(**bn)(kc.L.Dense(4)(x)) if bn else kc.L.Dense(4)(x)
+    return cls(x, kc.L.Dense(3)(h))
+
+
+def _compiled():
+    model = _functional()
+    model.compile(optimizer=kc.keras.optimizers.SGD(0.01), loss="mse")
+    return model
+
+
+@pytest.mark.parametrize("model_def, names", [
+    (_compiled, ["compile()", "fe.build(optimizer=", "loss op", "compile=False"]),
+    (lambda: _functional(_OwnTrainStep), ["train_step", "_OwnTrainStep", "ops"]),
+    (lambda: _functional(_OwnComputeLoss), ["compute_loss", "_OwnComputeLoss", "LossOp"]),
+    (lambda: _functional(synchronized=True), ["synchronized=True", "SyncBatchNormalization"]),
+], ids=["compiled_model", "train_step_override", "compute_loss_override",
+        "synchronized_batchnorm"])
+def test_refused_before_training(model_def, names):
+    """Keras features fe_dist would not honour are refused when the model is built, naming
+    the feature and the alternative."""
+    import fe_dist as fe
+    from fe_dist.errors import ConfigError
+    with pytest.raises(ConfigError) as err:
+        fe.build(model_def, "refused", optimizer="sgd")
+    for name in names:
+        assert name in str(err.value), str(err.value)
