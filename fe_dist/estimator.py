@@ -56,9 +56,10 @@ class Estimator:
         tensorboard_dir: Where rank 0 writes TensorBoard scalars after each epoch.
         max_rank_batch: The largest per-rank batch that fits in one device's memory. When a
             scheduled global batch needs more per rank, each rank accumulates gradients over
-            micro-batches of at most this size and allreduces once per optimizer step; the
-            update equals the one on the whole global batch. Eval batches are at most this
-            size too.
+            micro-batches of at most this size (as many on every rank) and allreduces once per
+            optimizer step; the update equals the one on the whole global batch for models
+            without batch statistics (BatchNormalization normalises each micro-batch by its
+            own; see the README). Eval batches are at most this size too.
         progress: Draw a progress bar on rank 0 during each epoch. None (default): only on a
             terminal and not under mpirun or horovodrun, unless ``FE_DIST_PROGRESS=1`` (or 0).
         traces: `fe_dist.trace.Trace` objects (each may be a Scheduler of traces), run on every
@@ -358,7 +359,7 @@ class Estimator:
             set_lr = self._lr_setter(entry)
             traces = self.traces.active(epoch, "train")
             step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx,
-                                               sharding.micro_steps(entry, ctx.rank),
+                                               sharding.micro_steps(entry),
                                                self.traces.keep(epoch, "train"))
             first_step = sum(e.steps for e in self.plan.epochs[:epoch])
             if traces:

@@ -126,8 +126,9 @@ class Pipeline:
         """This rank's training batches for ``epoch``.
 
         With ``micro_batch`` (gradient accumulation), each step's per-rank batch comes as
-        consecutive micro-batches of at most that many samples, the last one possibly smaller
-        (their batch axis is then unknown, so one compiled step serves every size).
+        consecutive micro-batches of at most that many samples, as many on every rank
+        (`sharding.micro_batch_count`), their sizes differing by at most one (their batch axis
+        is then unknown, so one compiled step serves every size).
 
         The dataset of a schedule phase (same batch size and ops) is built once and reused; each
         epoch only refreshes the sample indices it gathers.
@@ -141,8 +142,8 @@ class Pipeline:
             if key not in self._train:
                 steps = sharding.steps_per_epoch(n, global_batch)
                 local = sharding.per_rank_batch_sizes(global_batch, ctx.size)[ctx.rank]
-                micro = sharding.micro_batch_sizes(local, micro_batch) \
-                    if micro_batch is not None and micro_batch < local else None
+                k = sharding.micro_batch_count(global_batch, ctx.size, micro_batch)
+                micro = sharding.micro_batch_sizes(local, k) if k > 1 else None
                 plan = LoadPlan("train", max(ctx.threads, 1))
                 chunk = sharding.rank_chunk(global_batch, ctx.size, ctx.rank)
                 ds = source.rank_batches(global_batch, chunk, steps, micro, plan.threads)
@@ -156,17 +157,17 @@ class Pipeline:
             with tf.init_scope():
                 index_var = tf.Variable(indices, trainable=False, dtype=tf.int64)
             steps, local = indices.shape
-            uniform = micro_batch is None or micro_batch >= local
+            k = sharding.micro_batch_count(global_batch, ctx.size, micro_batch)
+            uniform = k == 1
             start = sharding.rank_chunk(global_batch, ctx.size, ctx.rank).start
             plan, ops = self._load_plan(source, ops, "train", ctx, local if uniform else None)
             if uniform:
                 ds = source.load(tf.data.Dataset.range(steps), lambda step: index_var[step], plan)
                 first = _train_first(global_batch, start, None)
             else:
-                sizes = sharding.micro_batch_sizes(local, micro_batch)
+                sizes = sharding.micro_batch_sizes(local, k)
                 starts = tf.constant(np.cumsum([0] + sizes[:-1]), tf.int64)
                 lengths = tf.constant(sizes, tf.int64)
-                k = len(sizes)
 
                 def indices_of(m: tf.Tensor) -> tf.Tensor:
                     row, j = m // k, m % k
@@ -237,9 +238,7 @@ class Pipeline:
         n = len(source)
         if mode == "train":
             indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch)
-            local = indices.shape[1]
-            k = len(sharding.micro_batch_sizes(local, micro_batch)) \
-                if micro_batch is not None and micro_batch < local else 1
+            k = sharding.micro_batch_count(global_batch, ctx.size, micro_batch)
             step = element // k
             chosen = indices[step] if step < len(indices) else indices.ravel()
             where = f"train step {step}"

@@ -185,7 +185,7 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context,
         if mode == "train":
             check_losses(network, epoch, keys)
             _trace(lambda: network.get_train_step(epoch, spec, ctx,
-                                                  sharding.micro_steps(entry, ctx.rank), keep),
+                                                  sharding.micro_steps(entry), keep),
                    epoch, mode)
         else:
             step = network.get_eval_step(epoch, spec, mode, keep)

@@ -44,19 +44,27 @@ def train_indices(num_samples: int, global_batch: int, size: int, rank: int, see
     return perm.reshape(steps, global_batch)[:, rank_chunk(global_batch, size, rank)]
 
 
-def micro_batch_sizes(local_batch: int, micro_batch: int) -> list[int]:
-    """How a rank's batch splits for gradient accumulation: full micro-batches of
-    ``micro_batch`` samples, then the remainder (an uneven last micro-batch)."""
-    full, rest = divmod(local_batch, micro_batch)
-    return [micro_batch] * full + ([rest] if rest else [])
-
-
-def micro_steps(entry: Any, rank: int) -> int:
-    """Calls of the train step per optimizer step on ``rank`` in the plan epoch ``entry``: the
-    number of its micro-batches under gradient accumulation, else 1."""
-    if entry.micro_batches <= 1:
+def micro_batch_count(global_batch: int, size: int, micro_batch: int | None) -> int:
+    """Micro-batches per optimizer step under a per-rank cap of ``micro_batch`` samples (1:
+    no accumulation). The same on every rank: the rank with the largest share decides, and the
+    others split theirs into as many parts, so per-micro-batch collectives in the forward and
+    backward pass (`SyncBatchNormalization`'s) pair up across ranks."""
+    if micro_batch is None:
         return 1
-    return len(micro_batch_sizes(entry.per_rank_batch[rank], entry.micro_batch))
+    return -(-per_rank_batch_sizes(global_batch, size)[0] // micro_batch)
+
+
+def micro_batch_sizes(local_batch: int, count: int) -> list[int]:
+    """How a rank's batch of ``local_batch`` samples splits into ``count`` micro-batches for
+    gradient accumulation: consecutive parts whose sizes differ by at most one, the larger
+    first (33 in 3: [11, 11, 11]; 17 in 2: [9, 8])."""
+    return per_rank_batch_sizes(local_batch, count)
+
+
+def micro_steps(entry: Any) -> int:
+    """Calls of the train step per optimizer step in the plan epoch ``entry``: its number of
+    micro-batches under gradient accumulation (the same on every rank), else 1."""
+    return max(entry.micro_batches, 1)
 
 
 def eval_shard(num_samples: int, size: int, rank: int) -> slice:

@@ -281,9 +281,10 @@ def test_micro_batches_and_eval_of_file_and_stream_sources(folder):
     ys = np.repeat([0, 1, 2], 8)
     files = fe.Pipeline(batch_size=8, data={"train": LabeledDirDataset(root)})
     arrays = fe.Pipeline(batch_size=8, data={"train": {"x": xs, "y": ys}})
-    got = [b["x"] for b in files.get_train_dataset(0, 8, _ctx(2, 0), micro_batch=3)]
-    want = [b["x"] for b in arrays.get_train_dataset(0, 8, _ctx(2, 0), micro_batch=3)]
-    assert [len(g) for g in got] == [3, 1] * 3
+    # Global batch 9 on 2 ranks: rank 0's share of 5 in 2 micro-batches (cap 3), 2 steps.
+    got = [b["x"] for b in files.get_train_dataset(0, 9, _ctx(2, 0), micro_batch=3)]
+    want = [b["x"] for b in arrays.get_train_dataset(0, 9, _ctx(2, 0), micro_batch=3)]
+    assert [len(g) for g in got] == [3, 2] * 2
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
     stream = TFDataset(tf.data.Dataset.from_tensor_slices({"x": xs, "y": ys}))

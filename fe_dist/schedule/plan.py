@@ -27,8 +27,8 @@ class EpochPlan:
         global_batch: Samples per optimizer step over all ranks.
         per_rank_batch: Each rank's share of it, in rank order.
         micro_batch: ``max_rank_batch`` (the micro-batch cap), or None.
-        micro_batches: Micro-batches per optimizer step on the rank with the most samples
-            (1: no accumulation).
+        micro_batches: Micro-batches per optimizer step, the same on every rank (the rank with
+            the most samples needs that many; 1: no accumulation).
         steps: Optimizer steps.
         pipeline_train_ops, pipeline_eval_ops, network_train_ops, network_eval_ops: Signatures
             of the ops active in each mode.
@@ -126,8 +126,7 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             "global_batch": batch,
             "per_rank_batch": sharding.per_rank_batch_sizes(batch, world_size),
             "micro_batch": max_rank_batch,
-            "micro_batches": -(-sharding.per_rank_batch_sizes(batch, world_size)[0] //
-                               max_rank_batch) if max_rank_batch else 1,
+            "micro_batches": _micro_batches(batch, world_size, max_rank_batch, epoch),
             "steps": sharding.steps_per_epoch(n_train, batch),
             "pipeline_train_ops": [op.signature() for op in pipeline.get_ops(epoch, "train")],
             "pipeline_eval_ops": [op.signature() for op in pipeline.get_ops(epoch, "eval")],
@@ -200,6 +199,21 @@ def _check_batch(batch: Any, epoch: int, world_size: int, n_train: int) -> int:
                           f"{n_train} training samples, so the epoch would have no step. Use a "
                           f"batch size of at most {n_train}.")
     return batch
+
+
+def _micro_batches(batch: int, world_size: int, max_rank_batch: int | None, epoch: int) -> int:
+    """Micro-batches per step (`sharding.micro_batch_count`): every rank splits its share into
+    that many, so a rank with the smaller share must still have a sample for each."""
+    count = sharding.micro_batch_count(batch, world_size, max_rank_batch)
+    smallest = sharding.per_rank_batch_sizes(batch, world_size)[-1]
+    if count > smallest:
+        raise ConfigError(
+            f"Epoch {epoch}: max_rank_batch={max_rank_batch} splits the per-rank shares of the "
+            f"global batch {batch} on {world_size} ranks "
+            f"({sorted(set(sharding.per_rank_batch_sizes(batch, world_size)))}) into {count} "
+            f"micro-batches, more than the {smallest} samples of the smaller share. Use "
+            f"max_rank_batch of at least 2, or a global batch divisible by {world_size}.")
+    return count
 
 
 def check_eval_batch(batch: Any, epoch: int, mode: str) -> int:

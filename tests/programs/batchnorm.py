@@ -1,6 +1,6 @@
 """A BatchNorm model (plain or synchronised) on the bundled MNIST sample; each rank writes
 rank<r>.json with a checksum of every model variable (moving statistics included) after every
-epoch, the final variables, and the records."""
+epoch, the start and final variables, and the records."""
 
 import argparse
 import hashlib
@@ -49,13 +49,14 @@ def main(args):
                           SparseCategoricalCrossentropy(inputs=("y", "p"), outputs="ce")],
                          gradient_compression=args.compression)
     checksums = [checksum(model)]
+    start = [v.numpy().tolist() for v in model.variables if "seed_generator" not in v.path]
     est = fe.Estimator(pipeline=pipeline, network=network, epochs=2, seed=5, verbose=False,
                        on_epoch_end=lambda record: checksums.append(checksum(model)),
                        max_rank_batch=args.max_rank_batch)
     summary = est.fit()
     with open(os.path.join(args.out, f"rank{ctx.rank}.json"), "w") as f:
         json.dump({"rank": ctx.rank, "size": ctx.size, "backend": ctx.backend,
-                   "checksums": checksums,
+                   "checksums": checksums, "start": start,
                    "variables": {v.path: v.numpy().tolist() for v in model.variables
                                  if "seed_generator" not in v.path},
                    "records": summary.to_dict()["records"]}, f)

@@ -1,7 +1,8 @@
 """A small deterministic two-model schedule that reports everything the multi-rank tests check.
 
 Epoch 0 trains model "a" at global batch 32, epoch 1 model "b" at 33 (odd: per-rank batches
-differ), epoch 2 model "a" at 33. Each rank writes rank<r>.json to --out with: the summary, a
+differ), epoch 2 model "a" at 33; both models carry model.losses (an L2 penalty, an add_loss
+batch mean). Each rank writes rank<r>.json to --out with: the summary, a
 weight checksum per model after every epoch, the final weights, the trainable variable counts,
 the sample ids its training dataset yields in every step of every epoch, and, after every
 epoch, the eval loss and accuracy computed here in numpy over the whole eval set (201 samples)
@@ -36,9 +37,22 @@ EVAL_BATCH = 33  # per mode: eval batches of 17 and 16 on 2 ranks, whatever the 
 N_TEST, TEST_BATCH = 101, 9  # Estimator.test(): shares 51/50 in per-rank batches of 5 and 4
 
 
+class BatchMeanPenalty(keras.layers.Layer):
+    """``add_loss`` of a mean over the batch: on N ranks each rank's term covers its share, and
+    fe_dist weights it by that share, so the sum is the mean over the global batch."""
+
+    def call(self, x):
+        self.add_loss(0.05 * keras.ops.mean(keras.ops.square(x)))
+        return x
+
+
 def tiny_model(hidden=16):
+    # model.losses of both kinds (an L2 weight penalty, a batch mean) under uneven shares
+    # (33 on 2 ranks) and micro-batches: they must count once over the ranks.
     return keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Flatten(),
-                             keras.layers.Dense(hidden, activation="relu"),
+                             keras.layers.Dense(hidden, activation="relu",
+                                                kernel_regularizer=keras.regularizers.L2(0.01)),
+                             BatchMeanPenalty(),
                              keras.layers.Dense(10, activation="softmax")])
 
 
