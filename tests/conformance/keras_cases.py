@@ -26,6 +26,7 @@ import tensorflow as tf
 import fe_dist as fe
 from fe_dist import sharding
 from fe_dist.determinism import reseed_models
+from fe_dist.distributed import get_context
 from fe_dist.layers import SyncBatchNormalization
 from fe_dist.op.numpyop.univariate.onehot import Onehot
 from fe_dist.op.tensorop.loss import (CategoricalCrossentropy, LossOp,
@@ -626,14 +627,16 @@ def _with_policy(policy: str | None, make: Callable[[], Any]) -> Any:
 
 def initial_weights(case: Case) -> list[np.ndarray]:
     """Keras' own initialisation of the case's model, from a fixed seed."""
+    get_context()  # fe_dist pins the process before TensorFlow makes its first tensor
     keras.utils.set_random_seed(INIT_SEED)
     return _with_policy(case.policy, case.model).get_weights()
 
 
 def _final(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> Result:
-    weights = [np.array(v) for v in model.weights
+    weights = [np.array(v.numpy()) for v in model.weights
                if not v.path.endswith("seed_generator_state")]
-    return Result(weights, [np.array(v) for v in optimizer.variables], type(optimizer).__name__)
+    return Result(weights, [np.array(v.numpy()) for v in optimizer.variables],
+                  type(optimizer).__name__)
 
 
 class _FeDistSeeds(keras.callbacks.Callback):

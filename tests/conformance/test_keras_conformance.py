@@ -5,6 +5,7 @@ per-rank random draws, on 2 ranks (one horovodrun --gloo launch for all of them)
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -27,6 +28,9 @@ def oracle(name: str) -> tuple[list[np.ndarray], kc.Result]:
 def assert_matches(case: kc.Case, ours: kc.Result, reference: kc.Result,
                    init: list[np.ndarray], where: str) -> None:
     d = kc.differences(case, ours, reference, init)
+    if os.environ.get("FE_DIST_CONFORMANCE_REPORT"):  # a table of the differences, on request
+        with open(os.environ["FE_DIST_CONFORMANCE_REPORT"], "a") as f:
+            f.write(json.dumps({"case": case.name, "where": where, **d}) + "\n")
     assert d["structure"] is None, f"{case.name} ({where}): {d['structure']}"
     rtol, atol = case.tolerance
     # The comparison means something only if training moved the weights far beyond it.
