@@ -39,9 +39,11 @@ INIT_SEED = 1234  # Keras' random seed when a case builds its initial weights
 # sum / global batch, plus the model's own losses; Keras: its mean, plus the same). A few steps
 # of that leave differences of a few float32 ulps of the weights (~1e-7 relative); a wrong
 # rule (a regularizer left out, EMA not copied, a shard counted twice) moves weights by 1e-3 and
-# more. Float16 forward passes round at 1e-3 relative, hence their own bound.
+# more. Float16 forward passes round at 1e-3 relative (bfloat16's 8-bit mantissa at 8e-3, and
+# 2 ranks add their partial gradients in another order), hence their own bounds.
 RTOL, ATOL = 1e-5, 1e-6
 RTOL_FP16, ATOL_FP16 = 2e-3, 2e-4
+RTOL_BF16, ATOL_BF16 = 8e-3, 8e-4
 
 
 @dataclasses.dataclass
@@ -102,6 +104,8 @@ class Case:
 
     @property
     def tolerance(self) -> tuple[float, float]:
+        if self.policy == "mixed_bfloat16":
+            return RTOL_BF16, ATOL_BF16
         return (RTOL_FP16, ATOL_FP16) if self.policy else (RTOL, ATOL)
 
     @property
@@ -420,7 +424,9 @@ def depthwise_model() -> keras.Model:
 def attention_model() -> keras.Model:
     x = keras.Input((7,), dtype="int32")
     h = L.Embedding(20, 8)(x)
-    attended = L.MultiHeadAttention(num_heads=2, key_dim=4)(h, h)
+    # No projection biases: the key bias has no effect on softmax attention, so its gradient is
+    # rounding noise, which Adam scales into steps that differ with the summation order.
+    attended = L.MultiHeadAttention(num_heads=2, key_dim=4, use_bias=False)(h, h)
     h = L.LayerNormalization()(h + attended)
     h = L.LayerNormalization()(h + L.Dense(8)(L.Dense(16, "relu")(h)))
     return keras.Model(x, L.Dense(3, activation="softmax")(L.GlobalAveragePooling1D()(h)))
