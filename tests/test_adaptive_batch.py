@@ -135,3 +135,29 @@ def test_one_process_and_two_ranks_choose_the_same_batches(tmp_path):
         for w, want in zip(got["weights"], single["weights"]):
             np.testing.assert_allclose(np.array(w), np.array(want), rtol=1e-4, atol=1e-5)
     assert ranks[0]["per_rank"][0] == [4, 4]
+
+
+def test_an_elastic_rollback_repeats_the_decisions(monkeypatch):
+    """A failure after epoch 1's decision (in its on_epoch_end) rolls back to epoch 0's commit
+    (emulated elastic loop, as tests/test_run_state.py does): the redone epoch 1 measures from
+    the moving averages of that commit, not with epoch 1 counted twice, and the run makes the
+    uninterrupted run's decisions."""
+    from test_run_state import InjectedFailure, _elastic_loop
+
+    want = _estimator(AdaptiveBatch(initial=8, maximum=128))[0].fit().records
+    failures = []
+    monkeypatch.setattr(fe.distributed.get_context(), "run_elastic", _elastic_loop(failures))
+    est, _ = _estimator(AdaptiveBatch(initial=8, maximum=128))
+    armed = [True]
+
+    def on_epoch_end(record):
+        if record.epoch == 1 and armed[0]:
+            armed[0] = False
+            raise InjectedFailure("lost a rank after the decision")
+
+    est.on_epoch_end = on_epoch_end
+    got = est.fit().records
+    assert failures == ["recovered"]
+    assert [r.global_batch for r in got] == [r.global_batch for r in want]
+    assert [r.noise_scale for r in got] == pytest.approx([r.noise_scale for r in want],
+                                                         rel=1e-6)
