@@ -24,8 +24,8 @@ from fe_dist.network import Network
 from fe_dist.pipeline import Pipeline
 from fe_dist.preflight import run_preflight
 from fe_dist.progress import Progress
-from fe_dist.schedule import (BaseScheduler, EpochPlan, Plan, build_plan, first_difference,
-                              resolve, warmup_length)
+from fe_dist.schedule import (BaseScheduler, EpochPlan, Plan, build_plan, check_numbering,
+                              first_difference, resolve, warmup_length)
 from fe_dist.schedule.plan import check_eval_batch
 from fe_dist.summary import EpochRecord, Summary, schedule_table
 from fe_dist.trace.runner import Traces, record_values
@@ -66,6 +66,8 @@ class Estimator:
             rank; see the README's "Traces".
     """
 
+    first_epoch = 0  # how traces and schedulers number the first epoch: 1 in fe_dist.fe1
+
     def __init__(self, pipeline: Pipeline, network: Network, epochs: int, seed: int = 0,
                  verbose: bool = True,
                  on_epoch_end: Callable[[EpochRecord], None] | BaseScheduler | None = None,
@@ -87,6 +89,7 @@ class Estimator:
         self.tensorboard_dir = tensorboard_dir
         self.max_rank_batch = max_rank_batch
         self.traces = Traces(traces)
+        self._check_numbering()
         self._system: System | None = None
         self._stopped = False
         self._last_epoch: int | None = None  # of the last fit(), for test()
@@ -99,6 +102,39 @@ class Estimator:
         self._progress = Progress(enabled=progress)
         self.plan: Plan | None = None
         self._fit_start = 0.0
+
+    def _check_numbering(self) -> None:
+        """Refuse a program mixing fe_dist's epochs from 0 with FastEstimator 1.x's from 1
+        (`fe_dist.fe1`): a Pipeline, Network or Scheduler of the other kind."""
+        fe1 = self.first_epoch == 1
+        program = ("a FastEstimator 1.x program (fe_dist.fe1.Estimator)" if fe1 else
+                   "an fe_dist program (fe_dist.Estimator)")
+        fix = ("Use fe_dist.fe1's Pipeline, Network and schedule.EpochScheduler/RepeatScheduler "
+               "(epochs from 1) throughout." if fe1 else
+               "Use fe_dist.schedule.Scheduler (epochs from 0) with fe_dist.Pipeline, Network and "
+               "Estimator, or import fe_dist.fe1 for the whole FastEstimator 1.x program.")
+        for what, part in (("Pipeline", self.pipeline), ("Network", self.network)):
+            first = getattr(part, "first_epoch", 0)
+            if first != self.first_epoch:
+                raise ConfigError(f"Estimator: the {what} ({type(part).__module__}."
+                                  f"{type(part).__name__}) counts epochs from {first}, but this "
+                                  f"is {program}. {fix}")
+        for trace in self.traces.all:  # an LRScheduler's lr_fn is told epochs and steps
+            first = getattr(trace, "first_epoch", self.first_epoch)
+            if first != self.first_epoch:
+                raise ConfigError(f"Estimator traces: {trace!r} counts epochs and steps from "
+                                  f"{first}, but this is {program}. {fix}")
+        models = self.network.models.values()
+        check_numbering({
+            "Pipeline batch_size": self.pipeline.batch_size,
+            **{f"Pipeline ops[{i}]": op for i, op in enumerate(self.pipeline.ops)},
+            **{f"Network ops[{i}]": op for i, op in enumerate(self.network.ops)},
+            **{f"Estimator traces[{i}]": t for i, t in enumerate(self.traces.items)},
+            **{f"model {m.model_name!r} optimizer": m.fe_dist.optimizer_schedule for m in models},
+            **{f"model {m.model_name!r} learning rate": m.fe_dist.lr_schedule.base
+               for m in models if m.fe_dist.lr_schedule is not None},
+            "Estimator evaluate": self.evaluate, "Estimator on_epoch_end": self.on_epoch_end,
+        }, self.first_epoch, program, fix)
 
     def fit(self, resume: bool = False) -> Summary:
         """Train and evaluate every epoch; returns the same `Summary` on every rank.
@@ -157,7 +193,7 @@ class Estimator:
         traces = self.traces.active(entry.epoch, "test")
         if traces:
             if self._system is None:
-                self._system = System(ctx)
+                self._system = System(ctx, self.first_epoch)
                 self.traces.attach(self._system)
             self._trace_hook("on_begin", traces, Data(), entry.epoch, "test")
         local = self._evaluate("test", entry, batch, ctx, traces)
@@ -245,7 +281,7 @@ class Estimator:
                                              name="fe.records")
                 records[:] = [EpochRecord(**r) for r in saved]
             if self.traces:
-                self._system = System(ctx)
+                self._system = System(ctx, self.first_epoch)
                 self.traces.attach(self._system)
                 if resuming or ctx.size > 1:
                     # Rank 0's trace state (the checkpoint's on a resume) and whether on_begin
@@ -371,6 +407,10 @@ class Estimator:
                     ctx.progress(f"epoch {epoch}, train step {step.steps} (gradient allreduce)")
                     learning_rates = set_lr(step.steps)
                 if traces:  # once per batch (per micro-batch under accumulation)
+                    # The step about to run under fe1 (FastEstimator counts it from 1); the
+                    # steps completed under fe_dist's own numbering.
+                    self._system.global_step = first_step + step.steps + self.first_epoch
+                    self._system.batch_idx = len(outputs) + self.first_epoch
                     self.traces.run_batch_hook("on_batch_begin", traces, Data())
                 outputs.append(step(b, global_batch))
                 if traces:
@@ -457,6 +497,7 @@ class Estimator:
         for b in self._batches(ds, mode, entry, ctx):
             ctx.progress(f"epoch {epoch}, {mode} batch {len(outputs)}")
             if traces:
+                self._system.batch_idx = len(outputs) + self.first_epoch
                 self.traces.run_batch_hook("on_batch_begin", traces, Data())
             outputs.append(step(b))
             if traces:
@@ -566,7 +607,7 @@ class Estimator:
                     mode: str = "train") -> dict[str, Any]:
         """Run an epoch-level hook of ``traces`` on every rank (agreed); what they logged."""
         system = self._system
-        system.epoch_idx, system.mode = epoch, mode
+        system.epoch_idx, system.mode = epoch + self.first_epoch, mode
         system._ctx.progress(f"epoch {epoch}, the traces' {hook} ({mode})")
         return self.traces.run_epoch_hook(hook, traces, data, system)
 

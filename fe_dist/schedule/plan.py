@@ -169,7 +169,7 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
 
 def _as_function(evaluate: Any) -> Any:
     if isinstance(evaluate, BaseScheduler):
-        return evaluate.get_current_value
+        return evaluate.value_at
     if not isinstance(evaluate, bool):
         raise ConfigError(f"Estimator evaluate must be True, False or a Scheduler of bools, got "
                           f"{evaluate!r}.")

@@ -1,0 +1,58 @@
+"""FastEstimator 1.x's Estimator: epochs, steps and ``batch_idx`` counted from 1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fe_dist.errors import ConfigError
+from fe_dist.estimator import Estimator as _Estimator
+from fe_dist.network import Network
+from fe_dist.pipeline import Pipeline
+
+
+class Estimator(_Estimator):
+    """Train a FastEstimator 1.x program on fe_dist's engine, on one process or N ranks.
+
+    The same epoch loop as `fe_dist.Estimator`; what differs is the numbering: fe1
+    schedulers, traces (``system.epoch_idx``, ``system.global_step``, ``system.batch_idx``)
+    and ``LRScheduler``'s ``lr_fn`` see epochs and steps from 1, as FastEstimator 1.x counts
+    them. The records (`fe_dist.Summary`) keep fe_dist's epochs from 0 (``epoch`` 0 is
+    FastEstimator's epoch 1). Pipeline and Network must be fe1's; anything counting from 0 is
+    refused.
+
+    Args:
+        pipeline: An fe1 `Pipeline`.
+        network: An fe1 `Network`.
+        epochs: Number of epochs.
+        train_steps_per_epoch: Not supported yet (None only): fe_dist trains every full global
+            batch of the training set each epoch.
+        eval_steps_per_epoch: Not supported (None only): fe_dist evaluates the whole eval set.
+        traces: Traces, each may be scheduled by an fe1 scheduler.
+        log_steps: None turns the console off (FastEstimator's meaning); any other value logs
+            one line per epoch on rank 0 (fe_dist gathers losses once per epoch, not every
+            ``log_steps`` steps).
+        monitor_names: Accepted for FastEstimator programs; fe_dist's epoch line shows every
+            loss key.
+        **kwargs: `fe_dist.Estimator`'s own options (seed, checkpoint_dir, max_rank_batch,
+            history_dir, ...).
+    """
+
+    first_epoch = 1
+
+    def __init__(self, pipeline: Pipeline, network: Network, epochs: int,
+                 train_steps_per_epoch: int | None = None,
+                 eval_steps_per_epoch: int | None = None, traces: Any = None,
+                 log_steps: int | None = 100, monitor_names: Any = None,
+                 **kwargs: Any) -> None:
+        for name, value in (("train_steps_per_epoch", train_steps_per_epoch),
+                            ("eval_steps_per_epoch", eval_steps_per_epoch)):
+            if value is not None:
+                raise ConfigError(f"fe1.Estimator({name}={value!r}) is not supported by fe_dist: "
+                                  "every epoch trains on every full global batch of the "
+                                  "training set and evaluates the whole eval set. Give the "
+                                  "data the size you want per epoch (e.g. split()).")
+        kwargs.setdefault("verbose", log_steps is not None)
+        super().__init__(pipeline=pipeline, network=network, epochs=epochs, traces=traces,
+                         **kwargs)
+        self.log_steps = log_steps
+        self.monitor_names = monitor_names
