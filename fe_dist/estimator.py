@@ -205,7 +205,7 @@ class Estimator:
             metrics.update(record_values(self._trace_hook(
                 "on_epoch_end", traces, Data(metrics), entry.epoch, "test")))
             self._trace_hook("on_end", traces, Data(), entry.epoch, "test")
-        self._log(ctx, f"test (epoch {entry.epoch}'s schedule, {int(count)} samples): "
+        self._log(ctx, f"test (epoch {entry.epoch + self.first_epoch}'s schedule, {int(count)} samples): "
                        + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()
                                   if isinstance(v, float))
                        + f" | {time.perf_counter() - start:.2f} s")
@@ -263,8 +263,8 @@ class Estimator:
             self._log(ctx, f"fe_dist: {ctx.size} rank(s) on {hosts}; backend {ctx.backend}"
                            f"{'/' + ctx.controller if hasattr(ctx, 'controller') else ''}, "
                            f"{ctx.device}, {ctx.threads} thread(s) per rank; schedule changes at "
-                           f"epochs {plan.signature_epochs}")
-            self._log(ctx, schedule_table(plan))
+                           f"epochs {[e + self.first_epoch for e in plan.signature_epochs]}")
+            self._log(ctx, schedule_table(plan, self.first_epoch))
             ctx.progress("the checks and compilation of each schedule phase")
             _together(ctx, "preflight",
                       lambda: run_preflight(self.pipeline, self.network, plan, ctx, self.traces))
@@ -454,9 +454,9 @@ class Estimator:
             record.stopped_training = True  # saved with the records: a resume stops too
         if ctx.is_chief and self.verbose:
             self._progress.clear()
-        self._log(ctx, record.log_line())
+        self._log(ctx, record.log_line(self.first_epoch))
         if record.stopped_training:
-            self._log(ctx, f"fe_dist: stopping after epoch {epoch}: "
+            self._log(ctx, f"fe_dist: stopping after epoch {epoch + self.first_epoch}: "
                            f"{self._system.stop_reason or 'a trace set system.stop_training'}.")
         # Rank 0 writes; a failure there (a full disk, say) raises on every rank, not a hang.
         # Unwatched: a large checkpoint may take longer than the stall timeout, and the ranks

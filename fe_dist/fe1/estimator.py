@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from fe_dist.build import optimizer_at
+from fe_dist.distributed import get_context
 from fe_dist.errors import ConfigError
 from fe_dist.estimator import Estimator as _Estimator
 from fe_dist.network import Network
 from fe_dist.pipeline import Pipeline
+from fe_dist.summary import Summary
 
 
 class Estimator(_Estimator):
@@ -56,3 +59,23 @@ class Estimator(_Estimator):
                          **kwargs)
         self.log_steps = log_steps
         self.monitor_names = monitor_names
+        self.final_lrs: dict[str, float] = {}
+
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process is rank 0 (writes files, prints)."""
+        return get_context().is_chief
+
+    def fit(self, resume: bool = False) -> Summary:
+        """Train as `fe_dist.Estimator.fit`; then, as FastEstimator's closing line, each model's
+        learning rate at the end (``final_lrs``, ``{model_name}_lr``: the rate of the optimizer
+        in force in the last epoch, e.g. SGD's own 0.01 after a switch from Adam)."""
+        summary = super().fit(resume=resume)
+        last = len(summary.records) - 1
+        self.final_lrs = {f"{name}_lr": float(optimizer_at(model, last).learning_rate.numpy())
+                          for name, model in self.network.models.items()}
+        if self.verbose and self.is_chief:
+            print("FastEstimator-Finish: " + "; ".join(f"{k}: {v:.6g}"
+                                                       for k, v in self.final_lrs.items()),
+                  flush=True)
+        return summary
