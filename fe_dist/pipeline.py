@@ -58,6 +58,10 @@ class Pipeline:
         if not isinstance(autotune, bool):
             raise ConfigError(f"Pipeline autotune must be True or False, got {autotune!r}.")
         self.autotune = autotune
+        # Optimizer steps per epoch when set (FastEstimator's train_steps_per_epoch, set by
+        # fe_dist.fe1.Estimator): fewer than one pass, or more (the data repeats).
+        self.steps_per_epoch: int | None = None
+        self.max_steps_per_epoch: int | None = None  # FastEstimator 1.0's: a cap only
         self._train: dict[tuple, tuple[tf.data.Dataset, tf.Variable | None, LoadPlan]] = {}
         self._eval: dict[tuple, tf.data.Dataset] = {}
         # The epoch key of a cached dataset holding NumpyOps: assigned every epoch, as the
@@ -82,6 +86,20 @@ class Pipeline:
     def get_ops(self, epoch: int, mode: str) -> list[Op]:
         """Ops active at ``epoch`` in ``mode``."""
         return get_current_items(self.ops, epoch, mode)
+
+    def train_steps(self, global_batch: int) -> int:
+        """Optimizer steps of an epoch at ``global_batch``: every full global batch of the
+        training set; ``steps_per_epoch`` when set; at most ``max_steps_per_epoch`` when set."""
+        full = sharding.steps_per_epoch(self.num_samples("train"), global_batch)
+        if self.steps_per_epoch is None:
+            return full if self.max_steps_per_epoch is None else min(full,
+                                                                      self.max_steps_per_epoch)
+        if self.steps_per_epoch > full and not self.data["train"].random_access:
+            raise ConfigError(f"{self.steps_per_epoch} train steps per epoch at global batch "
+                              f"{global_batch} need more than one pass over the training data "
+                              f"({full} steps), but it is a stream read once per epoch. Give at "
+                              f"most {full} steps, or an in-memory or file source.")
+        return self.steps_per_epoch
 
     def scheduled_items(self) -> list[Any]:
         """Everything that may change by epoch, for signature epochs."""
@@ -140,7 +158,7 @@ class Pipeline:
         n = len(source)
         if not source.random_access:
             if key not in self._train:
-                steps = sharding.steps_per_epoch(n, global_batch)
+                steps = self.train_steps(global_batch)
                 local = sharding.per_rank_batch_sizes(global_batch, ctx.size)[ctx.rank]
                 k = sharding.micro_batch_count(global_batch, ctx.size, micro_batch)
                 micro = sharding.micro_batch_sizes(local, k) if k > 1 else None
@@ -152,7 +170,8 @@ class Pipeline:
                                     None, plan)
             self._set_epoch_key(("train", key), seed, epoch)
             return self._train[key][0]
-        indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch)
+        indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch,
+                                         self.train_steps(global_batch))
         if key not in self._train:
             with tf.init_scope():
                 index_var = tf.Variable(indices, trainable=False, dtype=tf.int64)
@@ -237,7 +256,8 @@ class Pipeline:
             return None
         n = len(source)
         if mode == "train":
-            indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch)
+            indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch,
+                                             self.train_steps(global_batch))
             k = sharding.micro_batch_count(global_batch, ctx.size, micro_batch)
             step = element // k
             chosen = indices[step] if step < len(indices) else indices.ravel()

@@ -27,9 +27,11 @@ class Estimator(_Estimator):
         pipeline: An fe1 `Pipeline`.
         network: An fe1 `Network`.
         epochs: Number of epochs.
-        train_steps_per_epoch: Not supported yet (None only): fe_dist trains every full global
-            batch of the training set each epoch.
+        train_steps_per_epoch: Optimizer steps per epoch: fewer than one pass over the training
+            set cuts the epoch short, more extends it (the data repeats, reshuffled each pass),
+            as in FastEstimator. None: every full global batch once.
         eval_steps_per_epoch: Not supported (None only): fe_dist evaluates the whole eval set.
+        max_train_steps_per_epoch: FastEstimator 1.0's name: at most this many steps (a cap).
         traces: Traces, each may be scheduled by an fe1 scheduler.
         log_steps: None turns the console off (FastEstimator's meaning); any other value logs
             one line per epoch on rank 0 (fe_dist gathers losses once per epoch, not every
@@ -46,14 +48,22 @@ class Estimator(_Estimator):
                  train_steps_per_epoch: int | None = None,
                  eval_steps_per_epoch: int | None = None, traces: Any = None,
                  log_steps: int | None = 100, monitor_names: Any = None,
-                 **kwargs: Any) -> None:
+                 max_train_steps_per_epoch: int | None = None, **kwargs: Any) -> None:
+        if eval_steps_per_epoch is not None:
+            raise ConfigError(f"fe1.Estimator(eval_steps_per_epoch={eval_steps_per_epoch!r}) is "
+                              "not supported by fe_dist: every eval covers the whole eval set "
+                              "(sharded over the ranks). Give a smaller eval set (split()).")
         for name, value in (("train_steps_per_epoch", train_steps_per_epoch),
-                            ("eval_steps_per_epoch", eval_steps_per_epoch)):
-            if value is not None:
-                raise ConfigError(f"fe1.Estimator({name}={value!r}) is not supported by fe_dist: "
-                                  "every epoch trains on every full global batch of the "
-                                  "training set and evaluates the whole eval set. Give the "
-                                  "data the size you want per epoch (e.g. split()).")
+                            ("max_train_steps_per_epoch", max_train_steps_per_epoch)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ConfigError(f"fe1.Estimator: {name} must be a positive int or None, got "
+                                  f"{value!r}.")
+        if train_steps_per_epoch is not None and max_train_steps_per_epoch is not None:
+            raise ConfigError("fe1.Estimator: give train_steps_per_epoch or "
+                              "max_train_steps_per_epoch, not both.")
+        pipeline.steps_per_epoch = train_steps_per_epoch
+        pipeline.max_steps_per_epoch = max_train_steps_per_epoch
         kwargs.setdefault("verbose", log_steps is not None)
         super().__init__(pipeline=pipeline, network=network, epochs=epochs, traces=traces,
                          **kwargs)

@@ -127,7 +127,7 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             "per_rank_batch": sharding.per_rank_batch_sizes(batch, world_size),
             "micro_batch": max_rank_batch,
             "micro_batches": _micro_batches(batch, world_size, max_rank_batch, epoch),
-            "steps": sharding.steps_per_epoch(n_train, batch),
+            "steps": pipeline.train_steps(batch),
             "pipeline_train_ops": [op.signature() for op in pipeline.get_ops(epoch, "train")],
             "pipeline_eval_ops": [op.signature() for op in pipeline.get_ops(epoch, "eval")],
             "network_train_ops": [op.signature() for op in network.get_ops(epoch, "train")],
