@@ -9,11 +9,11 @@ checks), not a second one; fe_dist's own API (epochs from 0) stays as it is, and
 mixing the two numberings is refused before training (README "FastEstimator 1.x programs").
 """
 
-from fe_dist.fe1 import architecture, dataset, op, schedule, trace, util
+from fe_dist.fe1 import architecture, backend, dataset, op, schedule, trace, util
 from fe_dist.fe1.build import build
 from fe_dist.fe1.estimator import Estimator
 from fe_dist.fe1.network import Network
 from fe_dist.fe1.pipeline import Pipeline
 
-__all__ = ["Estimator", "Network", "Pipeline", "architecture", "build", "dataset", "op",
+__all__ = ["Estimator", "Network", "Pipeline", "architecture", "backend", "build", "dataset", "op",
            "schedule", "trace", "util"]

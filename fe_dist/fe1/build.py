@@ -19,7 +19,7 @@ UNSET_LOSS = "loss"
 
 def build(model_fn: Callable[[], keras.Model], optimizer_fn: Any,
           model_name: str | None = None, weights_path: str | os.PathLike | None = None,
-          mixed_precision: bool = False) -> keras.Model:
+          mixed_precision: bool = False, model_names: str | None = None) -> keras.Model:
     """Build a model as FastEstimator 1.x does, on fe_dist's engine.
 
     The model trains where an `UpdateOp` for it is active, on the UpdateOp's ``loss_name``
@@ -34,7 +34,10 @@ def build(model_fn: Callable[[], keras.Model], optimizer_fn: Any,
         model_name: Unique name; by default "model", then "model1", "model2", ...
         weights_path: Weights to load after building (a Keras ``.weights.h5``).
         mixed_precision: As `fe_dist.build`.
+        model_names: FastEstimator 1.0's name of ``model_name``.
     """
+    if model_name is None:
+        model_name = model_names
     if model_name is None:
         n = next(_count)
         model_name = "model" if n == 0 else f"model{n}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from fe_dist.build import optimizer_at
 from fe_dist.errors import ConfigError
 from fe_dist.fe1.schedule.lr_schedule import cosine_decay
 from fe_dist.schedule import scheduler as _engine
@@ -119,12 +120,26 @@ class LRScheduler(_LRScheduler):
     """FastEstimator 1.x's LRScheduler: ``lr_fn(step)`` sees the step about to run counted from
     1, ``lr_fn(epoch)`` the epoch from 1 (set at its start), as in FastEstimator.
 
+    As FastEstimator logs the rate at step 1 and every ``log_steps`` (100 by default) steps,
+    ``step_lrs`` keeps the rate in force at those steps, ``{step: lr}``.
+
     Args:
         model: A model of the Network.
         lr_fn: ``lr_fn(step)`` or ``lr_fn(epoch)`` -> learning rate.
     """
 
     first_epoch = 1
+    log_steps = 100
+
+    def __init__(self, model: Any, lr_fn: Any) -> None:
+        super().__init__(model, lr_fn)
+        self.step_lrs: dict[int, float] = {}
+
+    def on_batch_end(self, data: Any) -> None:
+        step = self.system.global_step
+        if step == 1 or step % self.log_steps == 0:
+            epoch = self.system.epoch_idx - self.system.first_epoch
+            self.step_lrs[step] = float(optimizer_at(self.model, epoch).learning_rate.numpy())
 
 
 __all__ = ["EpochScheduler", "LRScheduler", "RepeatScheduler", "Scheduler", "cosine_decay",
