@@ -112,8 +112,9 @@ class EpochScheduler(Scheduler[T]):
             # is 1, so here epoch 0 would silently run without the value.
             warnings.warn(f"EpochScheduler({self.epoch_dict!r}) starts at epoch 1: fe_dist counts "
                           "epochs from 0, so epoch 0 has no value (an op is off, a batch size is "
-                          "missing). FastEstimator 1.x counts from 1: subtract 1 from each key "
-                          "when porting.", stacklevel=2)
+                          "missing). FastEstimator 1.x counts from 1: subtract 1 from each key, "
+                          "or import fe_dist.fe1 for the whole program (its EpochScheduler "
+                          "counts from 1).", stacklevel=2)
 
     def __repr__(self) -> str:
         return f"EpochScheduler({self.epoch_dict!r})"
