@@ -205,7 +205,8 @@ class Estimator:
             metrics.update(record_values(self._trace_hook(
                 "on_epoch_end", traces, Data(metrics), entry.epoch, "test")))
             self._trace_hook("on_end", traces, Data(), entry.epoch, "test")
-        self._log(ctx, f"test (epoch {entry.epoch + self.first_epoch}'s schedule, {int(count)} samples): "
+        self._log(ctx, f"test (epoch {entry.epoch + self.first_epoch}'s schedule, "
+                       f"{int(count)} samples): "
                        + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()
                                   if isinstance(v, float))
                        + f" | {time.perf_counter() - start:.2f} s")

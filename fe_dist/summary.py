@@ -84,7 +84,8 @@ class EpochRecord:
         trained = f" | train {trained}" if trained else ""
         models = ",".join(self.trained_models) or "-"
         accumulation = f" in {self.micro_batches} micro-batches" if self.micro_batches > 1 else ""
-        return (f"epoch {self.epoch + first_epoch}: train {models} | batch {self.global_batch} global, "
+        return (f"epoch {self.epoch + first_epoch}: train {models} | batch {self.global_batch} "
+                f"global, "
                 f"{per_rank} per rank{accumulation} x {self.world_size} | {self.steps} steps | "
                 f"loss {losses or '-'}{trained} | eval {evals or '-'} | {self.seconds:.2f} s, "
                 f"{self.samples_per_sec:.0f} samples/s")

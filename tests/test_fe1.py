@@ -239,7 +239,7 @@ def test_model_saver_writes_after_the_epochs_fastestimator_does(tmp_path):
                                                           "saved_epoch_4.weights.h5"]
 
 
-# -- programs mixing the numberings are refused ------------------------------------------------------
+# -- programs mixing the numberings are refused ----------------------------------------------------
 def test_seed_scheduler_in_fe1_program_refused():
     with pytest.raises(ConfigError, match=r"Pipeline batch_size: Scheduler\(\{0: 16.*counts "
                                           r"epochs from 0.*FastEstimator 1\.x program"):

@@ -16,5 +16,6 @@ from fe_dist.schedule.lr import LRSchedule, warmup_length
 from fe_dist.schedule.plan import EpochPlan, Plan, build_plan, first_difference
 
 __all__ = ["BaseScheduler", "EpochPlan", "EpochScheduler", "LRSchedule", "Plan", "RepeatScheduler",
-           "Scheduler", "all_values", "check_numbering", "build_plan", "first_difference", "get_current_items",
-           "get_signature_epochs", "resolve", "scheduled_list", "warmup_length"]
+           "Scheduler", "all_values", "build_plan", "check_numbering", "first_difference",
+           "get_current_items", "get_signature_epochs", "resolve", "scheduled_list",
+           "warmup_length"]

@@ -29,8 +29,9 @@ class UpdateOp(TensorOp):
             forward and backward pass of the step, so it is accepted either way.
     """
 
-    def __init__(self, model: keras.Model, loss_name: str, mode: str | Iterable[str] | None = "train",
-                 merge_grad: int = 1, defer: bool = False) -> None:
+    def __init__(self, model: keras.Model, loss_name: str,
+                 mode: str | Iterable[str] | None = "train", merge_grad: int = 1,
+                 defer: bool = False) -> None:
         super().__init__(inputs=loss_name, outputs=None, mode=mode)
         info(model)
         if mode != "train":
