@@ -193,7 +193,7 @@ class Estimator:
         traces = self.traces.active(entry.epoch, "test")
         if traces:
             if self._system is None:
-                self._system = System(ctx, self.first_epoch)
+                self._system = System(ctx, self.first_epoch, self.epochs)
                 self.traces.attach(self._system)
             self._trace_hook("on_begin", traces, Data(), entry.epoch, "test")
         local = self._evaluate("test", entry, batch, ctx, traces)
@@ -282,7 +282,7 @@ class Estimator:
                                              name="fe.records")
                 records[:] = [EpochRecord(**r) for r in saved]
             if self.traces:
-                self._system = System(ctx, self.first_epoch)
+                self._system = System(ctx, self.first_epoch, self.epochs)
                 self.traces.attach(self._system)
                 if resuming or ctx.size > 1:
                     # Rank 0's trace state (the checkpoint's on a resume) and whether on_begin

@@ -113,6 +113,7 @@ class _Seen(Trace):
 
     def on_epoch_begin(self, data):
         self.epochs.append(self.system.epoch_idx)
+        self.total = (self.system.total_epochs, self.system.num_devices)
 
     def on_batch_begin(self, data):
         self.begin.append((self.system.global_step, self.system.batch_idx))
@@ -139,6 +140,7 @@ def test_fe1_schedules_count_from_one_and_traces_see_it():
     assert [r.global_batch for r in summary.records] == [16, 16, 32]
     assert [r.steps for r in summary.records] == [4, 4, 2]
     assert seen.epochs == [1, 2, 3]
+    assert seen.total == (3, 1)
     assert seen.begin == [(1, 1), (2, 2), (3, 3), (4, 4), (5, 1), (6, 2), (7, 3), (8, 4),
                           (9, 1), (10, 2)]
     assert seen.end == seen.begin

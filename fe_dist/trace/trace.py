@@ -73,6 +73,8 @@ class System:
         batch_idx: The batch within the epoch and mode, from ``first_epoch`` (FastEstimator
             1.x: from 1), set before each batch's hooks.
         first_epoch: 0, or 1 under `fe_dist.fe1`.
+        total_epochs: The epochs the Estimator was asked for (FastEstimator's name).
+        num_devices: The number of ranks (FastEstimator's name for the devices training).
         mode: "train", "eval" or "test".
         rank, world_size, is_chief: This process's rank, the number of ranks, rank == 0.
         stop_training: Set True in an eval ``on_epoch_end`` to stop after this epoch; it must be
@@ -80,9 +82,11 @@ class System:
         stop_reason: Why, in words; rank 0 prints it after the epoch's line.
     """
 
-    def __init__(self, ctx: Context, first_epoch: int = 0) -> None:
+    def __init__(self, ctx: Context, first_epoch: int = 0, total_epochs: int = 0) -> None:
         self._ctx = ctx
         self.first_epoch = first_epoch
+        self.total_epochs = total_epochs
+        self.num_devices = ctx.size
         self.epoch_idx = first_epoch
         self.global_step = 0
         self.batch_idx = first_epoch
