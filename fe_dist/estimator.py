@@ -422,7 +422,11 @@ class Estimator:
                     timeline["first_step_end"] = time.perf_counter() - self._fit_start
                 if ctx.is_chief and self.verbose:
                     self._progress.update(epoch, step.steps, entry.steps)
-            report["steps"] = step.steps
+            if entry.last_batch:
+                last, learning_rates = self._last_batch(entry, ctx, step.steps, first_step,
+                                                        traces)
+                outputs.append(last)
+            report["steps"] = step.steps + (1 if entry.last_batch else 0)
             report["train"] = _add(outputs)
             if traces:
                 train_logs.update(self._trace_hook("on_epoch_end", traces, Data(), epoch,
@@ -477,6 +481,29 @@ class Estimator:
             # in the next collective); one failing on every rank raises as itself everywhere.
             _together(ctx, "on_epoch_end", run_callback)
         return record
+
+    def _last_batch(self, entry: EpochPlan, ctx: Context, done: int, first_step: int,
+                    traces: list[Any]) -> tuple[dict[str, tf.Tensor], dict[str, float]]:
+        """Train the epoch's last, partial global batch (``entry.last_batch`` samples, every
+        rank a share) as one more optimizer step: its loss is averaged over those samples, as
+        FastEstimator trains its last batch (``drop_last=False``)."""
+        epoch = entry.epoch
+        ds = self.pipeline.get_last_batch_dataset(epoch, entry.global_batch, ctx, self.seed)
+        step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx, 1,
+                                           self.traces.keep(epoch, "train"))
+        rates = self._lr_setter(entry)(done)
+        ctx.progress(f"epoch {epoch}, the last partial train step (gradient allreduce)")
+        out = None
+        for b in self._batches(ds, "train", entry, ctx):
+            if traces:
+                self._system.global_step = first_step + done + self.first_epoch
+                self._system.batch_idx = done + self.first_epoch
+                self.traces.run_batch_hook("on_batch_begin", traces, Data())
+            out = step(b, tf.constant(entry.last_batch, tf.float32))
+            if traces:
+                self._system.global_step = first_step + done + 1
+                self.traces.run_batch_hook("on_batch_end", traces, _numpy(step.values))
+        return out, rates
 
     def _evaluate(self, mode: str, entry: EpochPlan, global_batch: int,
                   ctx: Context, traces: list[Any] | None = None) -> dict[str, float]:
@@ -585,7 +612,8 @@ class Estimator:
         steps = steps.pop()
         train = _sum_dicts(r["train"] for r in reports)
         evals = _sum_dicts(r["eval"] for r in reports)
-        samples = steps * entry.global_batch
+        samples = steps * entry.global_batch - (
+            entry.global_batch - entry.last_batch if entry.last_batch else 0)
         count = evals.pop("count", 0.0)
         seconds = max(r["train_seconds"] for r in reports)
         tensors, nbytes = reports[ctx.rank]["reduced"]

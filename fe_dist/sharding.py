@@ -54,6 +54,15 @@ def train_indices(num_samples: int, global_batch: int, size: int, rank: int, see
     return perm.reshape(steps, global_batch)[:, rank_chunk(global_batch, size, rank)]
 
 
+def last_batch_indices(num_samples: int, global_batch: int, size: int, rank: int, seed: int,
+                       epoch: int) -> np.ndarray:
+    """Rank ``rank``'s indices of the epoch's last, partial global batch (the samples after
+    the full batches, FastEstimator's ``drop_last=False``), its contiguous chunk of them."""
+    full = steps_per_epoch(num_samples, global_batch) * global_batch
+    rest = epoch_permutation(num_samples, seed, epoch)[full:]
+    return rest[rank_chunk(len(rest), size, rank)]
+
+
 def micro_batch_count(global_batch: int, size: int, micro_batch: int | None) -> int:
     """Micro-batches per optimizer step under a per-rank cap of ``micro_batch`` samples (1:
     no accumulation). The same on every rank: the rank with the largest share decides, and the

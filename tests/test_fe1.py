@@ -218,6 +218,41 @@ def test_update_op_with_regularizer_equals_keras_fit():
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+def test_last_partial_batch_trains_as_keras_fit():
+    """drop_last=False (FastEstimator's default): 40 samples at batch 16 train 3 steps (16, 16,
+    8), the last averaged over its 8 samples, exactly as Keras' fit does on the same order."""
+    from fe_dist import sharding
+    data = _data(40)
+    x = (data["x"].astype(np.float32) / 255.0)[..., None]
+    keras.utils.set_random_seed(4)
+    oracle = _tiny()()
+    start = oracle.get_weights()
+    oracle.compile(optimizer=keras.optimizers.SGD(0.5),
+                   loss=keras.losses.SparseCategoricalCrossentropy())
+    order = sharding.epoch_permutation(40, 0, 0)
+    oracle.fit(x[order], data["y"][order], batch_size=16, epochs=1, shuffle=False, verbose=0)
+
+    def model_fn():
+        m = _tiny()()
+        m.set_weights(start)
+        return m
+    model = fe.build(model_fn=model_fn, optimizer_fn=lambda: keras.optimizers.SGD(0.5),
+                     model_name="partial")
+    seen = _Seen()
+    pipeline = fe.Pipeline(train_data=NumpyDataset({"x": x, "y": data["y"]}), batch_size=16)
+    network = fe.Network(ops=[ModelOp(model=model, inputs="x", outputs="y_pred"),
+                              CrossEntropy(inputs=("y_pred", "y"), outputs="ce"),
+                              UpdateOp(model=model, loss_name="ce")])
+    summary = fe.Estimator(pipeline=pipeline, network=network, epochs=1, traces=seen,
+                           log_steps=None).fit()
+    assert summary.records[0].steps == 3 and summary.records[0].train_samples == 40
+    assert seen.begin == [(1, 1), (2, 2), (3, 3)]
+    for ours, theirs in zip(model.get_weights(), oracle.get_weights()):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    _, kept = _fe1_program(12, epochs=1, name="kept")  # 64 = 5 x 12 + 4
+    assert kept.fit().records[0].steps == 6
+
+
 def test_train_steps_per_epoch_cuts_short_and_extends():
     _, short = _fe1_program(16, epochs=2, train_steps_per_epoch=2, name="short")
     assert [r.steps for r in short.fit().records] == [2, 2]
@@ -371,9 +406,12 @@ def test_merge_grad_and_unsupported_arguments_refused():
         fe.Pipeline(train_data=EpochScheduler({1: NumpyDataset(_data())}), batch_size=8)
 
 
-def test_partial_last_batch_warns():
-    with pytest.warns(UserWarning, match=r"of the 64 training samples, 4 at batch size 12"):
-        fe.Pipeline(train_data=NumpyDataset(_data()), batch_size=12)
+def test_partial_last_batch_warns_where_dropped():
+    stream = tf.data.Dataset.from_tensor_slices(_data()).apply(
+        tf.data.experimental.assert_cardinality(64))
+    with pytest.warns(UserWarning, match=r"a stream: of the 64 training samples, 4 at batch "
+                                         r"size 12"):
+        fe.Pipeline(train_data=stream, batch_size=12)
 
 
 # -- the ports on one process and on 2 ranks -----------------------------------------------------
@@ -394,6 +432,9 @@ def test_ports_run_with_fastestimator_values(ports):
     for report in [one, *two]:
         t05 = report["t05"]
         assert [r["global_batch"] for r in t05["records"]] == [32, 64, 32]  # RepeatScheduler
+        # 250 samples: the last partial batch is one more step, as in FastEstimator.
+        assert [r["steps"] for r in t05["records"]] == [8, 4, 8]
+        assert [r["steps"] for r in report["mnist_tf"]["records"]] == [8, 8]
         assert [r["trained_models"] for r in t05["records"]] == [["m1"], ["m1"], ["m2"]]
         assert [e["m1"].split("#")[0] if "m1" in e else e["m2"].split("#")[0]
                 for e in t05["optimizers"]] == ["Adam", "SGD", "Adam"]

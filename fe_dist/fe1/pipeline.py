@@ -6,6 +6,7 @@ import numbers
 import warnings
 from typing import Any
 
+from fe_dist.distributed import get_context
 from fe_dist.errors import ConfigError
 from fe_dist.pipeline import Pipeline as _Pipeline
 from fe_dist.schedule import BaseScheduler, all_values
@@ -28,10 +29,10 @@ class Pipeline(_Pipeline):
         ops: Pipeline ops (NumpyOps and TensorOps), each may be scheduled.
         num_process: FastEstimator's worker count; fe_dist sizes its ``tf.data`` threads per
             rank itself (accepted, unused).
-        drop_last: FastEstimator 1.x trains the last partial batch of an epoch
-            (``drop_last=False``); fe_dist always drops it, so every rank runs the same full
-            steps. With ``drop_last=False`` and a batch size that does not divide the training
-            set, a warning says how many samples each epoch leaves out.
+        drop_last: False (FastEstimator's default) trains the epoch's last, partial global
+            batch as one more step, its loss averaged over its own samples, as FastEstimator
+            does. It is dropped (with a warning) where it has fewer samples than ranks, the
+            training data is a stream, or under ``max_rank_batch`` or ``train_steps_per_epoch``.
         pad_value, collate_fn: Not supported (None only).
         autotune: As `fe_dist.Pipeline`.
     """
@@ -60,19 +61,25 @@ class Pipeline(_Pipeline):
         super().__init__(data={m: s for m, s in splits.items() if s is not None},
                          batch_size=batch_size, ops=ops, autotune=autotune)
         self.drop_last = drop_last
+        self.keep_last = not drop_last
         if not drop_last:
             self._warn_partial()
 
     def _warn_partial(self) -> None:
-        n = self.num_samples("train")
+        """Warn where the last partial batch cannot be kept: fewer samples than ranks (a rank
+        would train on none) or a stream source."""
+        n, size = self.num_samples("train"), get_context().size
         values = all_values(self.batch_size)
         batches = sorted({int(b) for b in values if isinstance(b, numbers.Integral)})
-        left = {b: n % b for b in batches if n % b}
+        stream = not self.data["train"].random_access
+        left = {b: n % b for b in batches if n % b and (stream or n % b < size)}
         if left:
             warnings.warn(
                 f"fe1.Pipeline: FastEstimator 1.x trains the last partial batch of each epoch "
-                f"(drop_last=False); fe_dist drops it so that every rank runs the same full "
-                f"steps: of the {n} training samples, "
+                f"(drop_last=False); here it is dropped where "
+                + ("the training data is a stream" if stream else
+                   f"it has fewer samples than the {size} ranks")
+                + f": of the {n} training samples, "
                 + ", ".join(f"{r} at batch size {b}" for b, r in left.items())
-                + " are left out of each epoch (another one each epoch: the shuffle differs). "
-                "Pass drop_last=True to say you expect it.", stacklevel=3)
+                + " are left out of each epoch. Pass drop_last=True to say you expect it.",
+                stacklevel=3)

@@ -57,6 +57,9 @@ class EpochPlan:
     eval_batch: int | None = None
     # A default, so plans saved in checkpoints before traces existed still load.
     traces: list[str] = dataclasses.field(default_factory=list)
+    # Samples of the epoch's last, partial global batch, trained as one more step (counted in
+    # ``steps``; fe_dist.fe1's drop_last=False); 0: dropped.
+    last_batch: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +130,9 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             "per_rank_batch": sharding.per_rank_batch_sizes(batch, world_size),
             "micro_batch": max_rank_batch,
             "micro_batches": _micro_batches(batch, world_size, max_rank_batch, epoch),
-            "steps": pipeline.train_steps(batch),
+            "steps": pipeline.train_steps(batch) + (1 if pipeline.last_batch(
+                batch, world_size, max_rank_batch) else 0),
+            "last_batch": pipeline.last_batch(batch, world_size, max_rank_batch),
             "pipeline_train_ops": [op.signature() for op in pipeline.get_ops(epoch, "train")],
             "pipeline_eval_ops": [op.signature() for op in pipeline.get_ops(epoch, "eval")],
             "network_train_ops": [op.signature() for op in network.get_ops(epoch, "train")],
