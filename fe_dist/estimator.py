@@ -28,6 +28,7 @@ from fe_dist.schedule import (BaseScheduler, EpochPlan, Plan, build_plan, check_
                               first_difference, resolve, warmup_length)
 from fe_dist.schedule.plan import check_eval_batch
 from fe_dist.summary import EpochRecord, Summary, schedule_table
+from fe_dist.trace.adapt import LRScheduler
 from fe_dist.trace.runner import Traces, record_values
 from fe_dist.trace.trace import Data, System
 
@@ -120,7 +121,7 @@ class Estimator:
                                   f"{type(part).__name__}) counts epochs from {first}, but this "
                                   f"is {program}. {fix}")
         for trace in self.traces.all:  # an LRScheduler's lr_fn is told epochs and steps
-            first = getattr(trace, "first_epoch", self.first_epoch)
+            first = trace.first_epoch if isinstance(trace, LRScheduler) else self.first_epoch
             if first != self.first_epoch:
                 raise ConfigError(f"Estimator traces: {trace!r} counts epochs and steps from "
                                   f"{first}, but this is {program}. {fix}")
