@@ -246,6 +246,14 @@ class Network:
                     for v in model.trainable_variables]
         return self._accumulated[model.model_name]
 
+    def clear_accumulators(self) -> None:
+        """Empty every model's gradient sums. A run continues only from an optimizer-step
+        boundary, where they hold nothing; a failure between micro-batches leaves a partial
+        sum that would otherwise enter the first step after an elastic rollback."""
+        for accumulators in self._accumulated.values():
+            for acc in accumulators:
+                acc.assign(tf.zeros_like(acc))
+
     def get_eval_step(self, epoch: int, spec: Spec, mode: str = "eval",
                       keep: tuple[str, ...] = ()) -> "EvalStep":
         """The compiled eval step for ``epoch``'s ops of ``mode`` ("eval" or "test"): loss and

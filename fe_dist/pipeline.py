@@ -17,7 +17,8 @@ from fe_dist.errors import ConfigError
 from fe_dist.op.numpyop.draws import Draws, epoch_key
 from fe_dist.op.numpyop.runner import needs_draws, run_pipeline_ops
 from fe_dist.op.op import MODES, Op, cache_key, run_ops
-from fe_dist.schedule import BaseScheduler, get_current_items, resolve, scheduled_list
+from fe_dist.schedule import (AdaptiveBatch, BaseScheduler, all_values, get_current_items,
+                              resolve, scheduled_list)
 
 FINGERPRINT_ROWS = 64  # rows hashed per key: evenly spaced, first and last included
 PREFETCH = 2  # batches ready ahead of the step when autotune is off: one in use, one ahead
@@ -37,6 +38,8 @@ class Pipeline:
             an int or a Scheduler of ints; a Scheduler of such dicts works too). A mode left
             out of the dict uses the train batch size. Eval and test batches only set how many
             samples each rank evaluates at once; their metrics cover the whole split either way.
+            An `AdaptiveBatch` (the batch the run chooses from its gradient noise scale) may
+            stand for the train batch size.
         ops: Ops applied to whole batches in ``tf.data``, each an op or a Scheduler of ops:
             tensor ops, and per-sample NumpyOps (augmentation, ``fe_dist.op.numpyop``), whose
             random draws are keyed on (seed, mode, epoch, sample position).
@@ -53,6 +56,7 @@ class Pipeline:
                  autotune: bool = False) -> None:
         get_context()  # pins this rank before TensorFlow starts
         self.data = _check_data(data)
+        _check_adaptive_place(batch_size)
         self.batch_size = batch_size
         self.ops = scheduled_list(ops, Op, "Pipeline ops", "fe_dist ops (e.g. Resize, ModelOp)")
         if not isinstance(autotune, bool):
@@ -85,6 +89,13 @@ class Pipeline:
                                   "training batch size, e.g. {'train': 32, 'eval': 256}.")
             value = resolve(value.get(mode, value["train"]), epoch)
         return value
+
+    def adaptive_batch(self) -> AdaptiveBatch | None:
+        """The train split's `AdaptiveBatch`, or None when its batch size is fixed or
+        scheduled."""
+        train = self.batch_size.get("train") if isinstance(self.batch_size, dict) \
+            else self.batch_size
+        return train if isinstance(train, AdaptiveBatch) else None
 
     def get_ops(self, epoch: int, mode: str) -> list[Op]:
         """Ops active at ``epoch`` in ``mode``."""
@@ -338,6 +349,27 @@ class Pipeline:
         options.deterministic = True
         options.autotune.enabled = self.autotune
         return ds.prefetch(tf.data.AUTOTUNE if self.autotune else PREFETCH).with_options(options)
+
+
+def _check_adaptive_place(batch_size: Any) -> None:
+    """An `AdaptiveBatch` is the whole train batch size: not inside a Scheduler (it changes
+    by itself) and not an eval or test batch (those have no gradients to measure)."""
+    def holds(value: Any) -> bool:
+        if isinstance(value, AdaptiveBatch):
+            return True
+        if isinstance(value, dict):
+            return any(holds(v) for v in value.values())
+        return isinstance(value, BaseScheduler) and any(holds(v) for v in value.get_all_values())
+
+    train = batch_size.get("train") if isinstance(batch_size, dict) else batch_size
+    misplaced = holds(batch_size) and not (isinstance(train, AdaptiveBatch) and not any(
+        holds(v) for m, v in batch_size.items() if m != "train")
+        if isinstance(batch_size, dict) else isinstance(batch_size, AdaptiveBatch))
+    if misplaced:
+        raise ConfigError("Pipeline: an AdaptiveBatch is inside a Scheduler or is an eval/test "
+                          "batch size. It chooses the train batch size by itself: give "
+                          "batch_size=AdaptiveBatch(...) or batch_size={'train': "
+                          "AdaptiveBatch(...), 'eval': 256}.")
 
 
 def _train_first(global_batch: int, start: int, micro: list[int] | None) -> Any:

@@ -45,6 +45,9 @@ class EpochRecord:
         train_metrics: What train-mode traces wrote with ``write_with_log`` (e.g.
             ``Accuracy(..., mode="train")``), kept apart from ``eval_metrics`` as in
             FastEstimator, so one key may have a train and an eval value.
+        noise_scale: With an `AdaptiveBatch`: the trained models' gradient noise scale
+            ``B_noise`` as smoothed by the end of this epoch (None while there is no estimate),
+            from which the next epoch's global batch was chosen.
     """
 
     epoch: int
@@ -70,6 +73,7 @@ class EpochRecord:
     stopped_training: bool = False
     # Last, with a default: records saved before it existed still load.
     train_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    noise_scale: float | None = None
 
     def log_line(self, first_epoch: int = 0) -> str:
         """The console line for this epoch, numbered from ``first_epoch`` (1 under
@@ -88,7 +92,11 @@ class EpochRecord:
                 f"global, "
                 f"{per_rank} per rank{accumulation} x {self.world_size} | {self.steps} steps | "
                 f"loss {losses or '-'}{trained} | eval {evals or '-'} | {self.seconds:.2f} s, "
-                f"{self.samples_per_sec:.0f} samples/s")
+                f"{self.samples_per_sec:.0f} samples/s{_noise(self.noise_scale)}")
+
+
+def _noise(noise_scale: float | None) -> str:
+    return "" if noise_scale is None else f" | B_noise {noise_scale:.1f}"
 
 
 @dataclasses.dataclass

@@ -78,6 +78,8 @@ class Plan:
         data_fingerprint: Per split, a hash over the shapes, dtypes and a fixed sample of rows
             (`Pipeline.fingerprint`): ranks on hosts holding different copies of the data (same
             sample count, other content) disagree here before training.
+        adaptive_batch: The settings of the train split's `AdaptiveBatch`, or None. Epochs it
+            has not decided yet hold its latest decision; `rebatch` updates them.
     """
 
     world_size: int
@@ -89,6 +91,9 @@ class Plan:
     epochs: list[EpochPlan]
     # A default, so plans saved in checkpoints before fingerprints existed still load.
     data_fingerprint: dict[str, str] = dataclasses.field(default_factory=dict)
+    # An AdaptiveBatch's settings (None without one): its decisions are made from reduced
+    # values, so ranks agree on them by construction, but only if their settings agree.
+    adaptive_batch: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares
@@ -117,6 +122,9 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
         raise ConfigError(f"Estimator epochs must be a positive int, got {epochs!r}.")
     n_train = pipeline.num_samples("train")
     eval_schedule, evaluate = evaluate, _as_function(evaluate)
+    adaptive = pipeline.adaptive_batch()
+    if adaptive is not None:
+        _check_adaptive(adaptive, world_size, n_train)
     if max_rank_batch is not None and (isinstance(max_rank_batch, bool) or not isinstance(
             max_rank_batch, numbers.Integral) or max_rank_batch < 1):
         raise ConfigError(f"Estimator max_rank_batch must be a positive int (the largest "
@@ -167,9 +175,54 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             epochs),
         "epochs": plan_epochs,
         "data_fingerprint": {mode: pipeline.fingerprint(mode) for mode in pipeline.modes()},
+        "adaptive_batch": adaptive.config() if adaptive is not None else None,
     }
     # Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares equal.
     return Plan.from_dict(json.loads(json.dumps(plan)))
+
+
+def rebatch(plan: Plan, pipeline: Any, epoch: int, max_rank_batch: int | None,
+            lr_schedules: dict[str, Any]) -> Plan:
+    """``plan`` after an `AdaptiveBatch` decided the global batch of ``epoch``: that epoch and
+    the later ones (which hold the latest decision until they get their own) take
+    ``pipeline``'s batch sizes now, with their shares, micro-batches and steps; warm-ups that
+    span them are re-measured in steps. Epochs before ``epoch`` are left as they ran."""
+    n_train = pipeline.num_samples("train")
+    epochs = list(plan.epochs)
+    for i in range(epoch, len(epochs)):
+        batch = _check_batch(pipeline.get_batch_size(i), i, plan.world_size, n_train)
+        eval_batch = epochs[i].eval_batch
+        if eval_batch is not None:
+            eval_batch = check_eval_batch(pipeline.get_batch_size(i, "eval"), i, "eval")
+        last = pipeline.last_batch(batch, plan.world_size, max_rank_batch)
+        epochs[i] = dataclasses.replace(
+            epochs[i], global_batch=batch,
+            per_rank_batch=sharding.per_rank_batch_sizes(batch, plan.world_size),
+            micro_batches=_micro_batches(batch, plan.world_size, max_rank_batch, i),
+            steps=pipeline.train_steps(batch) + (1 if last else 0), last_batch=last,
+            eval_batch=eval_batch)
+    signature = set(plan.signature_epochs)
+    signature.update(i for i in range(max(epoch, 1), len(epochs))
+                     if epochs[i].global_batch != epochs[i - 1].global_batch)
+    steps = [e.steps for e in epochs]
+    warmups = {name: warmup_length(schedule, steps) for name, schedule in lr_schedules.items()}
+    return dataclasses.replace(plan, epochs=epochs, signature_epochs=sorted(signature),
+                               lr_warmup_steps={**plan.lr_warmup_steps, **warmups})
+
+
+def _check_adaptive(adaptive: Any, world_size: int, n_train: int) -> None:
+    """An `AdaptiveBatch` whose every size the data and the ranks can fill."""
+    if adaptive.maximum > n_train:
+        raise ConfigError(f"{adaptive!r}: maximum={adaptive.maximum} is larger than the "
+                          f"{n_train} training samples, so an epoch at that batch would have no "
+                          f"step. Give a maximum of at most {n_train}.")
+    # One process measures the noise scale on the two halves of each batch.
+    smallest = max(world_size, 2)
+    if adaptive.sizes[0] < smallest:
+        raise ConfigError(f"{adaptive!r}: its smallest batch {adaptive.sizes[0]} is below "
+                          f"{smallest}: every one of the {world_size} rank(s) needs a sample per "
+                          "step (and one process two, for its two half-batch gradients). Give a "
+                          f"minimum of at least {smallest}.")
 
 
 def _as_function(evaluate: Any) -> Any:
