@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -31,23 +31,27 @@ def path(directory: str | os.PathLike) -> Path:
     return Path(directory) / FILENAME
 
 
-def save(directory: str | os.PathLike, models: dict[str, Any], epoch: int, plan: Plan,
-         records: list[dict[str, Any]], helpers: Sequence[HelperModel] = (),
-         traces: list[dict[str, Any]] | None = None) -> Path:
-    """Write the state after ``epoch`` (atomic replace of the previous checkpoint), with the
-    variables of the ``helpers`` (models user ops call themselves; they have no optimizer) and
-    the ``traces``' state (`Traces.get_state`, JSON-ready)."""
+def save(directory: str | os.PathLike, variables: Mapping[str, Sequence[np.ndarray]],
+         epoch: int, plan: Plan, records: list[dict[str, Any]],
+         helpers: Sequence[HelperModel] = (),
+         traces: list[dict[str, Any]] | None = None,
+         noise: list[float] | None = None) -> Path:
+    """Write the state after ``epoch`` (atomic replace of the previous checkpoint): each model's
+    ``variables`` (`fe_dist.build.state_variables` values, by model name), the variables of the
+    ``helpers`` (models user ops call themselves; they have no optimizer) and the ``traces``'
+    state (`Traces.get_state`, JSON-ready), and the noise scale's moving averages under an
+    `AdaptiveBatch`. `fe_dist.run_state` writes and reads it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {}
-    for name, model in sorted(models.items()):
-        for i, var in enumerate(state_variables(model)):
-            arrays[f"{name}/{i}"] = np.asarray(var)
+    for name, values in sorted(variables.items()):
+        for i, value in enumerate(values):
+            arrays[f"{name}/{i}"] = np.asarray(value)
     for helper in helpers:
         for i, var in enumerate(helper.variables):
             arrays[f"{_HELPER}{helper.name}/{i}"] = np.asarray(var)
     meta = {"format": FORMAT, "epoch": epoch, "plan": plan.to_dict(), "records": records,
-            "traces": traces or []}
+            "traces": traces or [], "noise": noise}
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     final = path(directory)
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
@@ -89,8 +93,11 @@ def check_compatible(saved: dict[str, Any], current: Plan, epochs_done: int, fil
     exactly as ``saved`` planned them.
 
     Only the rank-independent program must match (seed, data, models, and per epoch the
-    global batch, steps, ops, trained models, optimizers, eval), so a run may resume on any
-    number of ranks and with any ``max_rank_batch``. The epochs after the checkpoint are free:
+    global batch, steps, ops, trained models, optimizers with their settings, learning rates,
+    eval), so a run may resume on any number of ranks, with any ``max_rank_batch`` and any
+    ``gradient_compression`` or ``allreduce``. The trained epochs' optimizer settings and
+    rates must match: with other ones the resumed run would not continue the run it resumes
+    (to change a rate from epoch E on, schedule it: ``lr=Scheduler({0: a, E: b})``). The epochs after the checkpoint are free:
     a run may be extended (``epochs=10`` after ``epochs=5``) or its later schedule changed.
 
     Args:
@@ -123,9 +130,11 @@ def check_compatible(saved: dict[str, Any], current: Plan, epochs_done: int, fil
 def _trained_part(plan: dict[str, Any], epochs_done: int) -> dict[str, Any]:
     """The rank-independent part of ``plan`` that decides epochs 0 .. epochs_done - 1."""
     # The data fingerprint is left out: a resume may read a re-exported or extended copy of the
-    # data with the same samples, and checkpoints older than fingerprints have none.
+    # data with the same samples, and checkpoints older than fingerprints have none. So is how
+    # gradients travel (Network gradient_compression, allreduce): like the number of ranks it
+    # decides how each step's sum is communicated (fp16 rounds it), not which update is made.
     part = {k: v for k, v in plan.items()
-            if k not in ("world_size", "epochs", "data_fingerprint")}
+            if k not in ("world_size", "epochs", "data_fingerprint", "network")}
     # Signature epochs up to epochs_done - 1 follow from the values of those epochs alone.
     part["signature_epochs"] = [e for e in plan["signature_epochs"] if e < epochs_done]
     part["epochs"] = [{k: v for k, v in e.items() if k not in _LAYOUT_KEYS}
@@ -133,10 +142,9 @@ def _trained_part(plan: dict[str, Any], epochs_done: int) -> dict[str, Any]:
     return part
 
 
-def restore(models: dict[str, Any], arrays: dict[str, np.ndarray], file: Path,
-            helpers: Sequence[HelperModel] = ()) -> None:
-    """Assign the saved values to every model and optimizer variable, and to the variables of
-    the ``helpers``."""
+def restore_helpers(helpers: Sequence[HelperModel], arrays: dict[str, np.ndarray],
+                    file: Path) -> None:
+    """Assign the saved values to the variables of the ``helpers``."""
     for helper in helpers:
         for i, var in enumerate(helper.variables):
             key = f"{_HELPER}{helper.name}/{i}"
@@ -148,10 +156,19 @@ def restore(models: dict[str, Any], arrays: dict[str, np.ndarray], file: Path,
                                   "fe_dist that did not save models held by ops. Resume with "
                                   "the program that wrote it, or use another checkpoint_dir.")
             var.assign(arrays[key])
+
+
+def model_values(models: dict[str, Any], arrays: dict[str, np.ndarray],
+                 file: Path) -> dict[str, list[np.ndarray]]:
+    """The saved values of every model's and its optimizers' variables, by model name, checked
+    to fit ``models`` (assigned by `fe_dist.run_state.restore`)."""
+    values: dict[str, list[np.ndarray]] = {}
     for name, model in sorted(models.items()):
+        values[name] = []
         for i, var in enumerate(state_variables(model)):
             key = f"{name}/{i}"
             if key not in arrays or tuple(arrays[key].shape) != tuple(var.shape):
                 raise ConfigError(f"Checkpoint {file} does not fit model {name!r} (variable "
                                   f"{key}). Resume with the models that wrote it.")
-            var.assign(arrays[key])
+            values[name].append(arrays[key])
+    return values

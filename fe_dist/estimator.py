@@ -1,37 +1,43 @@
-"""`Estimator`: the epoch loop. Plan → broadcast → check → train/eval → summary."""
+"""`Estimator`: the epoch loop. Plan → broadcast → check → train/eval → summary.
+
+The phases around the loop are modules of their own: the ranks' agreement on the plan and on
+failures (`fe_dist.agreement`); the run state a rank must hold to continue, which the checkpoint
+resume, the elastic rollback and the start-state broadcast all go through (`fe_dist.run_state`);
+each epoch's record and rank 0's files after it (`fe_dist.epoch_records`); the scheduled
+learning rates (`fe_dist.learning_rates`).
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
-import sys
 import time
-import traceback
 import warnings
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
-import numpy as np
 import tensorflow as tf
 
-from fe_dist import checkpoint, helper_models, history, sharding
-from fe_dist.build import optimizer_at, state_variables
+from fe_dist import checkpoint, helper_models, history, keras_fit, run_state, sharding
+from fe_dist.agreement import agree_on_plan, run_on_every_rank, together
+from fe_dist.batch_adaptation import BatchAdaptation
+from fe_dist.build import optimizer_at
 from fe_dist.determinism import reseed_models
-from fe_dist.distributed import Context, get_context, raised_on_every_rank
+from fe_dist.distributed import Context
 from fe_dist.distributed.context import describe_hosts, host_label
-from fe_dist.errors import ConfigError, DistributedError
+from fe_dist.epoch_records import EpochOutputs, RankReport, add, make_record, sum_dicts
+from fe_dist.errors import ConfigError
+from fe_dist.learning_rates import lr_setter
 from fe_dist.network import Network
 from fe_dist.pipeline import Pipeline
 from fe_dist.preflight import PreflightTimes, run_preflight
 from fe_dist.progress import Progress
-from fe_dist.schedule import (BaseScheduler, EpochPlan, Plan, build_plan, first_difference,
-                              resolve, warmup_length)
+from fe_dist.run_state import RunState
+from fe_dist.schedule import BaseScheduler, EpochPlan, Plan, check_numbering, resolve
 from fe_dist.schedule.plan import check_eval_batch
 from fe_dist.summary import EpochRecord, Summary, schedule_table
+from fe_dist.trace.adapt import LRScheduler
 from fe_dist.trace.runner import Traces, record_values
 from fe_dist.trace.trace import Data, System
-
-T = TypeVar("T")
 
 
 class Estimator:
@@ -66,6 +72,8 @@ class Estimator:
             rank; see the README's "Traces".
     """
 
+    first_epoch = 0  # how traces and schedulers number the first epoch: 1 in fe_dist.fe1
+
     def __init__(self, pipeline: Pipeline, network: Network, epochs: int, seed: int = 0,
                  verbose: bool = True,
                  on_epoch_end: Callable[[EpochRecord], None] | BaseScheduler | None = None,
@@ -87,20 +95,57 @@ class Estimator:
         self.tensorboard_dir = tensorboard_dir
         self.max_rank_batch = max_rank_batch
         self.traces = Traces(traces)
+        self._check_numbering()
         self._system: System | None = None
-        self._stopped = False
+        self._state = RunState()  # what this rank holds to continue the run (fe_dist.run_state)
         self._last_epoch: int | None = None  # of the last fit(), for test()
         self._helpers: list[helper_models.HelperModel] | None = None
-        self._restored_traces: list[dict[str, Any]] | None = None
         if tensorboard_dir is not None and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("Estimator(tensorboard_dir=...) needs the tensorboard package, "
                               "which TensorFlow no longer installs: pip install tensorboard.")
-        self._tensorboard: history.TensorBoard | None = None
+        self._outputs: EpochOutputs | None = None
         self._progress = Progress(enabled=progress)
         self.plan: Plan | None = None
         self._fit_start = 0.0
         # Seconds of the last fit's start-up parts (plan, checks, compile), for fe-bench.
         self.startup_seconds: dict[str, float] = {}
+        adaptive = pipeline.adaptive_batch()
+        # With an AdaptiveBatch the train steps measure the noise scale, and each epoch's end
+        # decides the next one's batch (fe_dist.batch_adaptation).
+        self._adaptation = None if adaptive is None else BatchAdaptation(adaptive, network)
+
+    def _check_numbering(self) -> None:
+        """Refuse a program mixing fe_dist's epochs from 0 with FastEstimator 1.x's from 1
+        (`fe_dist.fe1`): a Pipeline, Network or Scheduler of the other kind."""
+        fe1 = self.first_epoch == 1
+        program = ("a FastEstimator 1.x program (fe_dist.fe1.Estimator)" if fe1 else
+                   "an fe_dist program (fe_dist.Estimator)")
+        fix = ("Use fe_dist.fe1's Pipeline, Network and schedule.EpochScheduler/RepeatScheduler "
+               "(epochs from 1) throughout." if fe1 else
+               "Use fe_dist.schedule.Scheduler (epochs from 0) with fe_dist.Pipeline, Network and "
+               "Estimator, or import fe_dist.fe1 for the whole FastEstimator 1.x program.")
+        for what, part in (("Pipeline", self.pipeline), ("Network", self.network)):
+            first = getattr(part, "first_epoch", 0)
+            if first != self.first_epoch:
+                raise ConfigError(f"Estimator: the {what} ({type(part).__module__}."
+                                  f"{type(part).__name__}) counts epochs from {first}, but this "
+                                  f"is {program}. {fix}")
+        for trace in self.traces.all:  # an LRScheduler's lr_fn is told epochs and steps
+            first = trace.first_epoch if isinstance(trace, LRScheduler) else self.first_epoch
+            if first != self.first_epoch:
+                raise ConfigError(f"Estimator traces: {trace!r} counts epochs and steps from "
+                                  f"{first}, but this is {program}. {fix}")
+        models = self.network.models.values()
+        check_numbering({
+            "Pipeline batch_size": self.pipeline.batch_size,
+            **{f"Pipeline ops[{i}]": op for i, op in enumerate(self.pipeline.ops)},
+            **{f"Network ops[{i}]": op for i, op in enumerate(self.network.ops)},
+            **{f"Estimator traces[{i}]": t for i, t in enumerate(self.traces.items)},
+            **{f"model {m.model_name!r} optimizer": m.fe_dist.optimizer_schedule for m in models},
+            **{f"model {m.model_name!r} learning rate": m.fe_dist.lr_schedule.base
+               for m in models if m.fe_dist.lr_schedule is not None},
+            "Estimator evaluate": self.evaluate, "Estimator on_epoch_end": self.on_epoch_end,
+        }, self.first_epoch, program, fix)
 
     def fit(self, resume: bool = False) -> Summary:
         """Train and evaluate every epoch; returns the same `Summary` on every rank.
@@ -120,7 +165,7 @@ class Estimator:
         """
         if resume and self.checkpoint_dir is None:
             raise ConfigError("fit(resume=True) needs Estimator(checkpoint_dir=...) to read from.")
-        return self._run(lambda ctx: self._fit(ctx, resume))
+        return run_on_every_rank(lambda ctx: self._fit(ctx, resume))
 
     def test(self) -> dict[str, float]:
         """Evaluate on the whole "test" split, sharded over the ranks, with the schedule of the
@@ -138,18 +183,18 @@ class Estimator:
         if "test" not in self.pipeline.modes():
             raise ConfigError("Estimator.test() needs a 'test' split: Pipeline(data={'train': "
                               "..., 'eval': ..., 'test': {...}}).")
-        return self._run(self._test)
+        return run_on_every_rank(self._test)
 
     def _test(self, ctx: Context) -> dict[str, float]:
         if self.plan is None:
             self.plan = self._agree_on_plan(ctx)
-            _together(ctx, "preflight", lambda: run_preflight(
+            together(ctx, "preflight", lambda: run_preflight(
                 self.pipeline, self.network, self.plan, ctx, self.traces))
-            self._broadcast_start_state(ctx)
+            run_state.broadcast_weights(ctx, self.network, self._helper_models())
         # The schedule of the last epoch trained (an early stop ends before the planned last).
         entry = self.plan.epochs[self._last_epoch if self._last_epoch is not None else -1]
         if entry is not self.plan.epochs[-1]:  # the checks before training took the last
-            _together(ctx, "test checks", lambda: run_preflight(
+            together(ctx, "test checks", lambda: run_preflight(
                 self.pipeline, self.network, self.plan, ctx, self.traces,
                 only=[(entry.epoch, "test")]))
         # Checked before (run_preflight): this cannot raise on one rank alone.
@@ -159,63 +204,41 @@ class Estimator:
         traces = self.traces.active(entry.epoch, "test")
         if traces:
             if self._system is None:
-                self._system = System(ctx)
+                self._system = System(ctx, self.first_epoch, self.epochs)
                 self.traces.attach(self._system)
             self._trace_hook("on_begin", traces, Data(), entry.epoch, "test")
         local = self._evaluate("test", entry, batch, ctx, traces)
         ctx.progress("the gathering of every rank's test sums")
-        sums = _sum_dicts(ctx.allgather_object(local, name="fe.test_report"))
+        sums = sum_dicts(ctx.allgather_object(local, name="fe.test_report"))
         count = sums.pop("count", 0.0)
         metrics: dict[str, Any] = {k: v / count for k, v in sums.items()}
         if traces:
             metrics.update(record_values(self._trace_hook(
                 "on_epoch_end", traces, Data(metrics), entry.epoch, "test")))
             self._trace_hook("on_end", traces, Data(), entry.epoch, "test")
-        self._log(ctx, f"test (epoch {entry.epoch}'s schedule, {int(count)} samples): "
+        self._log(ctx, f"test (epoch {entry.epoch + self.first_epoch}'s schedule, "
+                       f"{int(count)} samples): "
                        + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()
                                   if isinstance(v, float))
                        + f" | {time.perf_counter() - start:.2f} s")
         if self.history_dir is not None:
             with ctx.unwatched("rank 0's test.json write"):
-                _together(ctx, "test outputs", lambda: history.write_test(
+                together(ctx, "test outputs", lambda: history.write_test(
                     self.history_dir, entry.epoch, int(count), metrics) if ctx.is_chief else None)
         return metrics
 
-    def _run(self, work: Callable[[Context], T]) -> T:
-        """Run ``work`` on every rank with the stall watchdog on, and end the whole job when
-        it fails on this rank alone."""
-        ctx = get_context()
-        ctx.watch(True)
-        try:
-            return work(ctx)
-        except Exception as err:
-            # An error on this rank alone (e.g. in a train step) leaves the other ranks waiting
-            # in a collective: end the job now. Errors every rank raised together (ctx.agree:
-            # checks, checkpoint writes, on_epoch_end) propagate as themselves.
-            if ctx.size > 1 and not raised_on_every_rank(err):
-                ctx.abort(f"fe_dist: rank {ctx.rank} failed: {traceback.format_exc()}"
-                          f"fe_dist: ending the job (all {ctx.size} ranks).")
-            if ctx.size > 1:
-                # Said now: once one rank's process exits, the launcher may end the others
-                # before Python prints their tracebacks.
-                sys.stderr.write(f"fe_dist: rank {ctx.rank}: {type(err).__name__}: {err}\n")
-                sys.stderr.flush()
-            raise
-        finally:
-            ctx.watch(False)
-
     def _fit(self, ctx: Context, resume: bool) -> Summary:
         start = self._fit_start = time.perf_counter()
-        records: list[EpochRecord] = []
         pending_resume = [resume]  # rank 0 restores the checkpoint in the first sync only
-        began = [False]  # the traces' on_begin ran
         if not resume and self.checkpoint_dir is not None and ctx.is_chief and \
                 checkpoint.path(self.checkpoint_dir).exists():
             warnings.warn(f"{checkpoint.path(self.checkpoint_dir)} holds a checkpoint; fit() "
                           "starts at epoch 0 and replaces it after the first epoch. "
-                          "fit(resume=True) continues it instead.", stacklevel=3)
-        self._stopped = False
-        self._restored_traces = None
+                          "fit(resume=True) continues it instead.", stacklevel=5)  # at fit()
+        self._state = RunState()
+        if self._adaptation is not None:
+            self._adaptation.reset()  # a new run decides anew (a resume takes the records')
+        self._outputs = EpochOutputs(self.checkpoint_dir, self.history_dir, self.tensorboard_dir)
 
         def sync() -> None:
             """Bring every rank to rank 0's plan and state: before training, and again after
@@ -231,98 +254,79 @@ class Estimator:
             self._log(ctx, f"fe_dist: {ctx.size} rank(s) on {hosts}; backend {ctx.backend}"
                            f"{'/' + ctx.controller if hasattr(ctx, 'controller') else ''}, "
                            f"{ctx.device}, {ctx.threads} thread(s) per rank; schedule changes at "
-                           f"epochs {plan.signature_epochs}")
-            self._log(ctx, schedule_table(plan))
+                           f"epochs {[e + self.first_epoch for e in plan.signature_epochs]}")
+            self._log(ctx, schedule_table(plan, self.first_epoch))
             ctx.progress("the checks and compilation of each schedule phase")
             times = PreflightTimes()
-            _together(ctx, "preflight", lambda: run_preflight(
+            together(ctx, "preflight", lambda: run_preflight(
                 self.pipeline, self.network, plan, ctx, self.traces, times=times))
             self.startup_seconds = {"plan": planned - began_sync, "checks": times.checks,
                                     "compile": times.compile}
-            restored = _together(ctx, "resume", lambda: self._restore_checkpoint(
-                ctx, plan) if pending_resume[0] and ctx.is_chief else None)
-            resuming, pending_resume[0] = pending_resume[0], False
-            if restored is not None:
-                records[:] = [EpochRecord(**r) for r in restored]
-                self._stopped = bool(records) and records[-1].stopped_training
+            resumed = together(ctx, "resume", lambda: run_state.resume(
+                self.checkpoint_dir, plan, self.network, self._helper_models(), self.traces,
+                lambda line: self._log(ctx, line), self._follow if self._adaptation else None)
+                if pending_resume[0] and ctx.is_chief else None)
+            pending_resume[0] = False
+            if resumed is not None:
+                self._state = resumed
             ctx.progress("the broadcast of the start state")
-            self._broadcast_start_state(ctx)
-            if ctx.size > 1:
-                saved = ctx.broadcast_object([dataclasses.asdict(r) for r in records],
-                                             name="fe.records")
-                records[:] = [EpochRecord(**r) for r in saved]
+            # Every rank holds rank 0's state after this, the stopped flag included.
+            self._state = run_state.broadcast(ctx, self._state, self.network,
+                                              self._helper_models(), self.traces)
+            if self._adaptation is not None:  # rank 0's batch decisions, from its records
+                self.plan = self._follow(self._state.records)
             if self.traces:
-                self._system = System(ctx)
+                self._system = System(ctx, self.first_epoch, self.epochs)
                 self.traces.attach(self._system)
-                if resuming or ctx.size > 1:
-                    # Rank 0's trace state (the checkpoint's on a resume) and whether on_begin
-                    # ran: a rank joining an elastic run adopts both.
-                    state = self._restored_traces if resuming else self.traces.get_state()
-                    if ctx.size > 1:
-                        state, began[0] = ctx.broadcast_object(
-                            (state, began[0]) if ctx.is_chief else None, name="fe.trace_state")
-                    self.traces.set_state(state)
 
         def train(commit: Callable[[], None]) -> None:
-            if self.traces and not began[0]:
-                began[0] = True
+            if self.traces and not self._state.began:
+                self._state.began = True
                 self._system.mode = "train"
-                self._trace_hook("on_begin", self.traces.all, Data(), len(records))
-            while len(records) < self.epochs and not self._stopped:
-                records.append(self._run_epoch(self.plan.epochs[len(records)], ctx, records))
+                self._trace_hook("on_begin", self.traces.all, Data(), self._state.next_epoch)
+            while self._state.next_epoch < self.epochs and not self._state.stopped:
+                record = self._run_epoch(self.plan.epochs[self._state.next_epoch], ctx)
+                self._state.records.append(record)
                 commit()  # elastic runs roll back to here when a rank fails
 
-        def snapshot() -> tuple[list[list[np.ndarray]], list[EpochRecord], list[Any]]:
-            return ([[np.array(v) for v in state_variables(m)]
-                     for _, m in sorted(self.network.models.items())], list(records),
-                    self.traces.get_state())
+        def rollback(saved: RunState) -> None:
+            self._state = run_state.restore(saved, self.network, self.traces)
+            if self._adaptation is not None:
+                self.plan = self._follow(self._state.records)
 
-        def restore(saved: tuple[list[list[np.ndarray]], list[EpochRecord], list[Any]]) -> None:
-            values, saved_records, trace_state = saved
-            self.traces.set_state(trace_state)
-            for (_, model), model_values in zip(sorted(self.network.models.items()), values):
-                for var, value in zip(state_variables(model), model_values):
-                    var.assign(value)
-            records[:] = saved_records
-
-        ctx.run_elastic(train, sync=sync, snapshot=snapshot, restore=restore)
+        ctx.run_elastic(train, sync=sync,
+                        snapshot=lambda: run_state.capture(self._state, self.network,
+                                                           self.traces),
+                        restore=rollback)
+        records = self._state.records
         self._last_epoch = len(records) - 1
+        self._finalize_weights(records)
         if self.traces:
             self._system.mode = "train"
             self._trace_hook("on_end", self.traces.all, Data(), len(records) - 1)
-        return Summary(records=records, backend=ctx.backend, world_size=ctx.size,
+        return Summary(records=list(records), backend=ctx.backend, world_size=ctx.size,
                        signature_epochs=self.plan.signature_epochs,
                        total_seconds=time.perf_counter() - start,
                        trace_count=sum(self.network.trace_counts.values()))
 
-    def _agree_on_plan(self, ctx: Context) -> Plan:
-        local = _together(ctx, "schedule", lambda: build_plan(
-            self.pipeline, self.network, self.epochs, ctx.size, self.seed, self.evaluate,
-            self.max_rank_batch, self.traces))
-        reference = ctx.broadcast_object(local if ctx.is_chief else None, name="fe.plan")
-        diff = first_difference(reference, local)
-        error = None if diff is None else DistributedError(
-            f"The ranks built different programs: {diff}. Every rank must run the same program "
-            f"with the same schedules, data and models. (This rank: {ctx.rank}, on host "
-            f"{host_label()}.)")
-        ctx.agree(error, "plan")
-        return reference
+    def _finalize_weights(self, records: list[EpochRecord]) -> None:
+        """End fit as Keras' fit ends: each model trained in the run gets its final weights
+        from the optimizer that trained it last (``use_ema=True``: the moving averages). The
+        same on every rank (their optimizer states are equal); the checkpoints keep the
+        weights training continues from."""
+        for name, model in sorted(self.network.models.items()):
+            epochs = [r.epoch for r in records if name in r.trained_models]
+            if epochs:
+                keras_fit.finalize(model, optimizer_at(model, epochs[-1]))
 
-    def _restore_checkpoint(self, ctx: Context, plan: Plan) -> list[dict[str, Any]]:
-        """On rank 0: load the checkpoint into the variables (the start-state broadcast then
-        hands them to every rank); return the records saved with it."""
-        loaded = checkpoint.load(self.checkpoint_dir)
-        file = checkpoint.path(self.checkpoint_dir)
-        if loaded is None:
-            self._log(ctx, f"no checkpoint at {file}; starting at epoch 0")
-            return []
-        meta, arrays = loaded
-        checkpoint.check_compatible(meta["plan"], plan, meta["epoch"] + 1, file)
-        checkpoint.restore(self.network.models, arrays, file,
-                           self._helper_models())
-        self._log(ctx, f"resuming after epoch {meta['epoch']} from {file}")
-        self._restored_traces = meta.get("traces", [])
-        return meta["records"]
+    def _agree_on_plan(self, ctx: Context) -> Plan:
+        return agree_on_plan(ctx, self.pipeline, self.network, self.epochs, self.seed,
+                             self.evaluate, self.max_rank_batch, self.traces)
+
+    def _follow(self, records: list[EpochRecord]) -> Plan:
+        """The plan with the batch decisions of ``records`` (an `AdaptiveBatch` run)."""
+        return self._adaptation.follow(records, self.plan, self.pipeline, self.max_rank_batch,
+                                       self.network)
 
     def _helper_models(self) -> list[helper_models.HelperModel]:
         """Models the ops hold outside ModelOps (found once: ops do not change)."""
@@ -330,25 +334,15 @@ class Estimator:
             self._helpers = helper_models.find(self.pipeline, self.network)
         return self._helpers
 
-    def _broadcast_start_state(self, ctx: Context) -> None:
-        if ctx.size == 1:
-            return
-        for name, model in sorted(self.network.models.items()):
-            variables = state_variables(model)
-            ctx.broadcast_variables(variables, [f"fe.init.{name}.{i}"
-                                                for i in range(len(variables))])
-        # Models the user's ops call themselves: never trained, but each rank may have built
-        # its own random weights.
-        helper_models.broadcast(ctx, self._helper_models())
-
-    def _run_epoch(self, entry: EpochPlan, ctx: Context,
-                   previous: list[EpochRecord]) -> EpochRecord:
+    def _run_epoch(self, entry: EpochPlan, ctx: Context) -> EpochRecord:
+        """Train and evaluate one epoch on every rank; the epoch's record (rank 0's files and
+        the on_epoch_end callback done). ``self._state`` holds the epochs before it."""
         epoch, batch = entry.epoch, entry.global_batch
-        report: dict[str, Any] = {"steps": 0, "train": {}, "eval": {}}
         skipped_before = self.pipeline.skipped("train") + self.pipeline.skipped("eval")
         tensors_before, bytes_before = self.network.traffic.read()
         start = time.perf_counter()
-        timeline = {"train_start": start - self._fit_start}
+        report = RankReport(timeline={"train_start": start - self._fit_start})
+        timeline = report.timeline
         learning_rates: dict[str, float] = {}
         # What traces wrote with write_with_log, per mode: train values stay apart from eval's.
         train_logs: dict[str, Any] = {}
@@ -363,7 +357,10 @@ class Estimator:
             ds = self.pipeline.get_train_dataset(epoch, batch, ctx, seed=self.seed,
                                                  micro_batch=micro)
             global_batch = tf.constant(batch, tf.float32)
-            set_lr = self._lr_setter(entry)
+            adapt = self._adaptation
+            set_lr = lr_setter(self.plan, self.network, entry,
+                               adapt.lr_factor(epoch) if adapt else 1.0,
+                               adapt.base_rates if adapt else None)
             traces = self.traces.active(epoch, "train")
             step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx,
                                                sharding.micro_steps(entry),
@@ -378,6 +375,10 @@ class Estimator:
                     ctx.progress(f"epoch {epoch}, train step {step.steps} (gradient allreduce)")
                     learning_rates = set_lr(step.steps)
                 if traces:  # once per batch (per micro-batch under accumulation)
+                    # The step about to run under fe1 (FastEstimator counts it from 1); the
+                    # steps completed under fe_dist's own numbering.
+                    self._system.global_step = first_step + step.steps + self.first_epoch
+                    self._system.batch_idx = len(outputs) + self.first_epoch
                     self.traces.run_batch_hook("on_batch_begin", traces, Data())
                 outputs.append(step(b, global_batch))
                 if traces:
@@ -388,49 +389,63 @@ class Estimator:
                     timeline["first_step_end"] = time.perf_counter() - self._fit_start
                 if ctx.is_chief and self.verbose:
                     self._progress.update(epoch, step.steps, entry.steps)
-            report["steps"] = step.steps
-            report["train"] = _add(outputs)
+            if entry.last_batch:
+                last, learning_rates = self._last_batch(entry, ctx, step.steps, first_step,
+                                                        traces, set_lr)
+                outputs.append(last)
+            report.steps = step.steps + (1 if entry.last_batch else 0)
+            report.train = add(outputs)
             if traces:
                 train_logs.update(self._trace_hook("on_epoch_end", traces, Data(), epoch,
                                                    "train"))
-        report["learning_rates"] = learning_rates
+        report.learning_rates = learning_rates
         self._average_model_state(entry, ctx)
-        report["train_seconds"] = time.perf_counter() - start
+        report.train_seconds = time.perf_counter() - start
         timeline["train_end"] = time.perf_counter() - self._fit_start
         tensors_after, bytes_after = self.network.traffic.read()
-        report["reduced"] = (tensors_after - tensors_before, bytes_after - bytes_before)
+        report.reduced = (tensors_after - tensors_before, bytes_after - bytes_before)
         if entry.evaluate:
             eval_start = time.perf_counter()
-            report["eval"] = self._evaluate("eval", entry, entry.eval_batch or batch, ctx,
-                                            eval_traces)
-            report["eval_seconds"] = time.perf_counter() - eval_start
+            report.eval = self._evaluate("eval", entry, entry.eval_batch or batch, ctx,
+                                         eval_traces)
+            report.eval_seconds = time.perf_counter() - eval_start
         timeline["eval_end"] = time.perf_counter() - self._fit_start
-        report["timeline"] = timeline
-        report["skipped"] = (self.pipeline.skipped("train") + self.pipeline.skipped("eval")
-                             - skipped_before)
+        report.skipped = (self.pipeline.skipped("train") + self.pipeline.skipped("eval")
+                          - skipped_before)
+        if self.network.noise is not None:
+            report.noise = self.network.noise.get_state()
         ctx.progress(f"epoch {epoch}, the gathering of every rank's epoch report")
-        record = self._record(entry, ctx.allgather_object(report, name="fe.epoch_report"), ctx)
+        record = make_record(entry, ctx.allgather_object(report, name="fe.epoch_report"), ctx)
         if eval_traces:
             # After the gather: the eval traces see the losses over the whole eval set.
             trace_logs.update(self._trace_hook("on_epoch_end", eval_traces,
                                                Data(record.eval_metrics), epoch, "eval"))
         record.eval_metrics.update(record_values(trace_logs))
         record.train_metrics.update(record_values(train_logs))
+        if self._adaptation is not None:
+            # From reduced values only: the same decision on every rank (make_record checked
+            # that every rank measured the same).
+            self.plan = self._adaptation.end_epoch(record, self.plan, self.pipeline,
+                                                   self.max_rank_batch, self.network)
         if self._system is not None and self._system.stop_training:
-            self._stopped = True  # the same on every rank (checked by the traces' agreement)
-            record.stopped_training = True  # saved with the records: a resume stops too
+            # The same on every rank (checked by the traces' agreement). Kept in the record,
+            # so the run state (fe_dist.run_state) carries it: a resume, a rollback to an
+            # earlier epoch and a joining rank all know whether the run stopped.
+            record.stopped_training = True
         if ctx.is_chief and self.verbose:
             self._progress.clear()
-        self._log(ctx, record.log_line())
+        self._log(ctx, record.log_line(self.first_epoch))
         if record.stopped_training:
-            self._log(ctx, f"fe_dist: stopping after epoch {epoch}: "
+            self._log(ctx, f"fe_dist: stopping after epoch {epoch + self.first_epoch}: "
                            f"{self._system.stop_reason or 'a trace set system.stop_training'}.")
         # Rank 0 writes; a failure there (a full disk, say) raises on every rank, not a hang.
         # Unwatched: a large checkpoint may take longer than the stall timeout, and the ranks
         # waiting for rank 0 get no heartbeat from it.
         with ctx.unwatched(f"epoch {epoch}, rank 0's checkpoint and history writes"):
-            _together(ctx, "epoch outputs", lambda: self._write_outputs(
-                epoch, [*previous, record]) if ctx.is_chief else None)
+            together(ctx, "epoch outputs", lambda: self._outputs.write(
+                RunState(records=[*self._state.records, record], began=self._state.began),
+                self.network, self.traces, self.plan, self._helper_models())
+                if ctx.is_chief else None)
         callback = resolve(self.on_epoch_end, epoch)
         if callback is not None:
             ctx.progress(f"epoch {epoch}, the user's on_epoch_end callback")
@@ -441,8 +456,32 @@ class Estimator:
 
             # Agreed: a callback failing on one rank raises on every rank (none is left waiting
             # in the next collective); one failing on every rank raises as itself everywhere.
-            _together(ctx, "on_epoch_end", run_callback)
+            together(ctx, "on_epoch_end", run_callback)
         return record
+
+    def _last_batch(self, entry: EpochPlan, ctx: Context, done: int, first_step: int,
+                    traces: list[Any], set_lr: Callable[[int], dict[str, float]]
+                    ) -> tuple[dict[str, tf.Tensor], dict[str, float]]:
+        """Train the epoch's last, partial global batch (``entry.last_batch`` samples, every
+        rank a share) as one more optimizer step: its loss is averaged over those samples, as
+        FastEstimator trains its last batch (``drop_last=False``)."""
+        epoch = entry.epoch
+        ds = self.pipeline.get_last_batch_dataset(epoch, entry.global_batch, ctx, self.seed)
+        step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx, 1,
+                                           self.traces.keep(epoch, "train"))
+        rates = set_lr(done)
+        ctx.progress(f"epoch {epoch}, the last partial train step (gradient allreduce)")
+        out = None
+        for b in self._batches(ds, "train", entry, ctx):
+            if traces:
+                self._system.global_step = first_step + done + self.first_epoch
+                self._system.batch_idx = done + self.first_epoch
+                self.traces.run_batch_hook("on_batch_begin", traces, Data())
+            out = step(b, tf.constant(entry.last_batch, tf.float32))
+            if traces:
+                self._system.global_step = first_step + done + 1
+                self.traces.run_batch_hook("on_batch_end", traces, _numpy(step.values))
+        return out, rates
 
     def _evaluate(self, mode: str, entry: EpochPlan, global_batch: int,
                   ctx: Context, traces: list[Any] | None = None) -> dict[str, float]:
@@ -464,11 +503,12 @@ class Estimator:
         for b in self._batches(ds, mode, entry, ctx):
             ctx.progress(f"epoch {epoch}, {mode} batch {len(outputs)}")
             if traces:
+                self._system.batch_idx = len(outputs) + self.first_epoch
                 self.traces.run_batch_hook("on_batch_begin", traces, Data())
             outputs.append(step(b))
             if traces:
                 self.traces.run_batch_hook("on_batch_end", traces, _numpy(step.values))
-        return _add(outputs)
+        return add(outputs)
 
     def _batches(self, ds: tf.data.Dataset, mode: str, entry: EpochPlan, ctx: Context) -> Any:
         """Iterate ``ds``; a failure to read a batch (an unreadable file) becomes a ConfigError
@@ -504,76 +544,11 @@ class Estimator:
                       if tf.as_dtype(v.dtype).is_floating]
             ctx.average_variables(floats, f"fe.state.{name}")
 
-    def _lr_setter(self, entry: EpochPlan) -> Callable[[int], dict[str, float]]:
-        """A function that sets each trained model's scheduled learning rate for step s of
-        this epoch and returns the rates it set."""
-        epoch, batch = entry.epoch, entry.global_batch
-        steps = [e.steps for e in self.plan.epochs]
-        first = sum(steps[:epoch])  # the run's optimizer steps before this epoch
-        scheduled = [(m, optimizer_at(m, epoch), m.fe_dist.lr_schedule,
-                      warmup_length(m.fe_dist.lr_schedule, steps))
-                     for m in self.network.trained_models(epoch)
-                     if m.fe_dist.lr_schedule is not None]
-
-        rates: dict[str, float] = {}
-
-        def set_lr(step: int) -> dict[str, float]:
-            for model, opt, schedule, warmup in scheduled:
-                rate = schedule.value(epoch, first + step, batch, warmup)
-                if rates.get(model.model_name) != rate:  # most schedules change by epoch only
-                    rates[model.model_name] = rate
-                    opt.learning_rate = rate
-            return dict(rates)
-
-        return set_lr
-
-    def _write_outputs(self, epoch: int, records: list[EpochRecord]) -> None:
-        """Rank 0's files after an epoch: checkpoint, history, TensorBoard."""
-        if self.checkpoint_dir is not None:
-            checkpoint.save(self.checkpoint_dir, self.network.models, epoch, self.plan,
-                            [dataclasses.asdict(r) for r in records],
-                            self._helper_models(),
-                            self.traces.get_state() if self.traces else None)
-        if self.history_dir is not None:
-            history.write(self.history_dir, records, self.plan.signature_epochs)
-        if self.tensorboard_dir is not None:
-            if self._tensorboard is None:
-                self._tensorboard = history.TensorBoard(self.tensorboard_dir)
-            self._tensorboard.write(records[-1])
-
-    def _record(self, entry: EpochPlan, reports: list[dict[str, Any]],
-                ctx: Context) -> EpochRecord:
-        steps = {r["steps"] for r in reports}
-        if len(steps) != 1:  # impossible by construction; say so loudly rather than mis-report
-            raise DistributedError(f"Epoch {entry.epoch}: ranks ran different step counts "
-                                   f"{[r['steps'] for r in reports]}.")
-        steps = steps.pop()
-        train = _sum_dicts(r["train"] for r in reports)
-        evals = _sum_dicts(r["eval"] for r in reports)
-        samples = steps * entry.global_batch
-        count = evals.pop("count", 0.0)
-        seconds = max(r["train_seconds"] for r in reports)
-        tensors, nbytes = reports[ctx.rank]["reduced"]
-        return EpochRecord(
-            epoch=entry.epoch, global_batch=entry.global_batch,
-            per_rank_batch=entry.per_rank_batch, world_size=ctx.size,
-            trained_models=entry.trained_models, steps=steps, train_samples=samples,
-            train_loss={k: v / samples for k, v in train.items()} if samples else {},
-            eval_metrics={k: v / count for k, v in evals.items()} if count else {},
-            seconds=seconds, samples_per_sec=samples / seconds if seconds > 0 else 0.0,
-            eval_seconds=max(r.get("eval_seconds", 0.0) for r in reports),
-            pipeline_ops=entry.pipeline_train_ops, network_ops=entry.network_train_ops,
-            allreduced_tensors_per_step=tensors / steps if steps else 0.0,
-            allreduced_bytes_per_step=nbytes / steps if steps else 0.0,
-            timeline=reports[0]["timeline"], learning_rates=reports[0]["learning_rates"],
-            micro_batches=entry.micro_batches,
-            skipped_samples=sum(r.get("skipped", 0) for r in reports))
-
     def _trace_hook(self, hook: str, traces: list[Any], data: Data, epoch: int,
                     mode: str = "train") -> dict[str, Any]:
         """Run an epoch-level hook of ``traces`` on every rank (agreed); what they logged."""
         system = self._system
-        system.epoch_idx, system.mode = epoch, mode
+        system.epoch_idx, system.mode = epoch + self.first_epoch, mode
         system._ctx.progress(f"epoch {epoch}, the traces' {hook} ({mode})")
         return self.traces.run_epoch_hook(hook, traces, data, system)
 
@@ -582,31 +557,6 @@ class Estimator:
             print(line, flush=True)
 
 
-def _together(ctx: Context, what: str, fn: Callable[[], T]) -> T:
-    """Run ``fn`` on every rank; if it fails on any rank, raise on all of them."""
-    error, result = None, None
-    try:
-        result = fn()
-    except Exception as err:  # noqa: BLE001 - re-raised on every rank by ctx.agree
-        error = err
-    ctx.agree(error, what)
-    return result
-
-
 def _numpy(values: dict[str, tf.Tensor]) -> Data:
     """A step's kept batch values as numpy, for the traces' on_batch_end."""
     return Data({k: v.numpy() for k, v in values.items()})
-
-
-def _add(outputs: list[dict[str, tf.Tensor]]) -> dict[str, float]:
-    if not outputs:
-        return {}
-    return {k: float(tf.add_n([o[k] for o in outputs]).numpy()) for k in outputs[0]}
-
-
-def _sum_dicts(dicts: Any) -> dict[str, float]:
-    total: dict[str, float] = {}
-    for d in dicts:
-        for k, v in d.items():
-            total[k] = total.get(k, 0.0) + v
-    return total

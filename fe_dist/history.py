@@ -41,6 +41,8 @@ def flatten(record: EpochRecord, scalars_only: bool = True) -> dict[str, Any]:
         "steps": record.steps, "seconds": round(record.seconds, 4),
         "samples_per_sec": round(record.samples_per_sec, 2),
     }
+    if record.noise_scale is not None:
+        row["noise_scale"] = record.noise_scale
     for prefix, values in (("train", record.train_loss), ("train", record.train_metrics),
                            ("eval", record.eval_metrics), ("lr", record.learning_rates)):
         for k, v in values.items():
@@ -174,6 +176,8 @@ class TensorBoard:
         scalars = {k: v for k, v in scalars.items() if is_scalar(v)}
         scalars.update({"speed/samples_per_sec": record.samples_per_sec,
                         "schedule/global_batch": record.global_batch})
+        if record.noise_scale is not None:
+            scalars["schedule/noise_scale"] = record.noise_scale
         with self._writer.as_default():
             for name, value in scalars.items():
                 self._tf.summary.scalar(name, value, step=record.epoch)

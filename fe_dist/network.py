@@ -12,6 +12,7 @@ from fe_dist.build import optimizer_at
 from fe_dist.distributed import (ALLREDUCE_MODES, COMPRESSIONS, Context, GradientReducer,
                                  TrafficCounters, get_context)
 from fe_dist.errors import ConfigError
+from fe_dist.noise_scale import NoiseScale, squared_norm
 from fe_dist.op.op import Op, cache_key, run_ops
 from fe_dist.op.tensorop.loss import LossOp
 from fe_dist.op.tensorop.model import ModelOp
@@ -68,6 +69,10 @@ class Network:
         self._grad_masks: dict[tuple, tuple] = {}  # which gradients an accumulate step makes
         self.trace_counts: Counter[tuple] = Counter()
         self.traffic = TrafficCounters()  # gradient tensors and bytes handed to collectives
+        # Set by the Estimator when the batch size is an AdaptiveBatch: the train steps then
+        # measure the gradient noise scale of the models they train.
+        self.noise: NoiseScale | None = None
+        self._noise_sums: tuple[tf.Variable, tf.Variable] | None = None
 
     def get_ops(self, epoch: int, mode: str) -> list[Op]:
         """Ops active at ``epoch`` in ``mode``."""
@@ -108,28 +113,33 @@ class Network:
     def _get_train_step(self, epoch: int, spec: Spec, ctx: Context, micro_steps: int,
                         keep: tuple[str, ...]) -> "TrainStep":
         ops, models, optimizers, key = self._train_setup(epoch, spec)
-        key = (*key, tuple(keep))
+        # How the noise scale's small-batch gradients come: each rank's share (or micro-batch),
+        # or, on one process without accumulation, the two halves of its batch.
+        measure = None if self.noise is None else (
+            "halves" if ctx.size == 1 and micro_steps == 1 else "shares")
+        key = (*key, tuple(keep), measure)
         scalar = tf.TensorSpec([], tf.float32)
         if micro_steps == 1:
             step_key = ("train", *key)
             if step_key not in self._steps:
                 self._steps[step_key] = tf.function(
-                    self._train_fn(step_key, ops, models, optimizers, ctx, keep),
+                    self._train_fn(step_key, ops, models, optimizers, ctx, keep, measure),
                     input_signature=(spec, scalar))
             self._steps[step_key].get_concrete_function(spec, scalar)
             return TrainStep(self._steps[step_key])
         acc_key = ("accumulate", *key)
         if acc_key not in self._steps:
             self._steps[acc_key] = tf.function(
-                self._accumulate_fn(acc_key, ops, models, optimizers, keep),
+                self._accumulate_fn(acc_key, ops, models, optimizers, keep, measure),
                 input_signature=(spec, scalar))
         self._steps[acc_key].get_concrete_function(spec, scalar)  # records the gradient mask
         masks = self._grad_masks[acc_key]
-        apply_key = ("apply", key[1], masks)  # key[1]: the models and optimizers
+        apply_key = ("apply", key[1], masks, measure)  # key[1]: the models and optimizers
         if apply_key not in self._steps:
             self._steps[apply_key] = tf.function(
-                self._apply_fn(apply_key, models, optimizers, masks, ctx), input_signature=())
-        self._steps[apply_key].get_concrete_function()
+                self._apply_fn(apply_key, models, optimizers, masks, ctx, measure),
+                input_signature=(scalar,))
+        self._steps[apply_key].get_concrete_function(scalar)
         return TrainStep(self._steps[acc_key], self._steps[apply_key], micro_steps)
 
     def _train_setup(self, epoch: int, spec: Spec) -> tuple:
@@ -144,12 +154,19 @@ class Network:
 
     def _reduce_and_apply(self, models: list[keras.Model],
                           optimizers: list[keras.optimizers.Optimizer], grads: list[list],
-                          ctx: Context) -> None:
+                          ctx: Context, small: tuple[tf.Tensor, tf.Tensor] | None = None,
+                          global_batch: tf.Tensor | None = None) -> None:
         """Allreduce each model's gradients (one collective per model, named after it) and apply
         them. Variables without a gradient (the loss does not reach them) are left out of both,
         as Keras leaves them out: zeros would still move them under Adam's momentum or weight
         decay. Which gradients are None is fixed by the traced program, the same on every
-        rank, so every rank still issues the same collectives."""
+        rank, so every rank still issues the same collectives.
+
+        ``small`` (measuring the noise scale): this rank's sum of squared norms of its
+        small-batch gradients and their count; both ride in the first model's collective, and
+        the reduced values update `self.noise` identically on every rank."""
+        extras = [] if small is None else list(small)
+        big_sq = tf.constant(0.0)
         for model, opt, model_grads in zip(models, optimizers, grads):
             pairs = [(g, v) for g, v in zip(model_grads, model.trainable_variables)
                      if g is not None]
@@ -157,56 +174,78 @@ class Network:
                 continue
             reducer = GradientReducer(COMPRESSIONS[self.gradient_compression], self.allreduce,
                                       self.traffic)
-            reduced = reducer(ctx, [g for g, _ in pairs], f"fe.grad.{model.model_name}")
+            reduced = reducer(ctx, [g for g, _ in pairs], f"fe.grad.{model.model_name}",
+                              extras)
+            reduced, reduced_extras = reduced[:len(pairs)], reduced[len(pairs):]
+            if extras:
+                extras, small = [], reduced_extras
+            if self.noise is not None:
+                big_sq += squared_norm(reduced) / _loss_scale(opt) ** 2
             opt.apply_gradients(zip(reduced, [v for _, v in pairs]))
+        if self.noise is not None and small is not None and not extras:
+            self.noise.update(small[0], small[1], big_sq, global_batch)
 
     def _train_fn(self, key: tuple, ops: list[Op], models: list[keras.Model],
                   optimizers: list[keras.optimizers.Optimizer], ctx: Context,
-                  keep: tuple[str, ...]) -> Callable:
+                  keep: tuple[str, ...], measure: str | None) -> Callable:
         def train_step(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> tuple:
             self.trace_counts[key] += 1  # Python runs only while tracing
-            losses, grads, store = _losses_and_grads(ops, models, optimizers, batch,
-                                                     global_batch)
-            self._reduce_and_apply(models, optimizers, grads, ctx)
+            losses, grads, store, small = _losses_and_grads(ops, models, optimizers, batch,
+                                                            global_batch, measure)
+            self._reduce_and_apply(models, optimizers, grads, ctx, small, global_batch)
             return losses, {k: store[k] for k in keep}
 
         return train_step
 
     def _accumulate_fn(self, key: tuple, ops: list[Op], models: list[keras.Model],
                        optimizers: list[keras.optimizers.Optimizer],
-                       keep: tuple[str, ...]) -> Callable:
+                       keep: tuple[str, ...], measure: str | None) -> Callable:
         accumulators = [self._accumulators(m) for m in models]
+        noise_sums = self._noise_accumulators() if measure else None
 
         def accumulate(batch: dict[str, tf.Tensor], global_batch: tf.Tensor) -> tuple:
             self.trace_counts[key] += 1
-            losses, grads, store = _losses_and_grads(ops, models, optimizers, batch,
-                                                     global_batch)
+            losses, grads, store, small = _losses_and_grads(ops, models, optimizers, batch,
+                                                            global_batch, measure)
             self._grad_masks[key] = tuple(tuple(g is not None for g in model_grads)
                                           for model_grads in grads)
             for accs, model_grads in zip(accumulators, grads):
                 for acc, grad in zip(accs, model_grads):
                     if grad is not None:
                         acc.assign_add(tf.convert_to_tensor(grad))
+            if noise_sums is not None:  # each micro-batch's gradient is a small-batch one
+                for total, value in zip(noise_sums, small):
+                    total.assign_add(value)
             return losses, {k: store[k] for k in keep}
 
         return accumulate
 
     def _apply_fn(self, key: tuple, models: list[keras.Model],
                   optimizers: list[keras.optimizers.Optimizer], masks: tuple,
-                  ctx: Context) -> Callable:
+                  ctx: Context, measure: str | None) -> Callable:
         accumulators = [self._accumulators(m) for m in models]
+        noise_sums = self._noise_accumulators() if measure else None
 
-        def apply() -> tf.Tensor:
+        def apply(global_batch: tf.Tensor) -> tf.Tensor:
             self.trace_counts[key] += 1
             grads = [[a.read_value() if has else None for a, has in zip(accs, mask)]
                      for accs, mask in zip(accumulators, masks)]
-            self._reduce_and_apply(models, optimizers, grads, ctx)
-            for accs in accumulators:
-                for acc in accs:
-                    acc.assign(tf.zeros_like(acc))
+            small = None if noise_sums is None else tuple(v.read_value() for v in noise_sums)
+            self._reduce_and_apply(models, optimizers, grads, ctx, small, global_batch)
+            for acc in [a for accs in accumulators for a in accs] + list(noise_sums or ()):
+                acc.assign(tf.zeros_like(acc))
             return tf.constant(0)
 
         return apply
+
+    def _noise_accumulators(self) -> tuple[tf.Variable, tf.Variable]:
+        """Sums of the micro-batch gradients' squared norms and their count, over one
+        optimizer step (made eagerly once)."""
+        if self._noise_sums is None:
+            with tf.init_scope():
+                self._noise_sums = (tf.Variable(0.0, trainable=False),
+                                    tf.Variable(0.0, trainable=False))
+        return self._noise_sums
 
     def _accumulators(self, model: keras.Model) -> list[tf.Variable]:
         """Gradient sums of ``model``, made eagerly once (so no step's first trace creates
@@ -217,6 +256,14 @@ class Network:
                     tf.Variable(tf.zeros_like(v), trainable=False)
                     for v in model.trainable_variables]
         return self._accumulated[model.model_name]
+
+    def clear_accumulators(self) -> None:
+        """Empty every model's gradient sums. A run continues only from an optimizer-step
+        boundary, where they hold nothing; a failure between micro-batches leaves a partial
+        sum that would otherwise enter the first step after an elastic rollback."""
+        for accumulators in self._accumulated.values():
+            for acc in accumulators:
+                acc.assign(tf.zeros_like(acc))
 
     def get_eval_step(self, epoch: int, spec: Spec, mode: str = "eval",
                       keep: tuple[str, ...] = ()) -> "EvalStep":
@@ -307,16 +354,19 @@ class TrainStep:
         self._calls += 1
         if self._calls % self._micro_steps == 0:
             if self._apply is not None:
-                self._apply()
+                self._apply(global_batch)
             self.steps += 1
         return losses
 
 
 def _losses_and_grads(ops: list[Op], models: list[keras.Model],
                       optimizers: list[keras.optimizers.Optimizer], batch: dict[str, tf.Tensor],
-                      global_batch: tf.Tensor) -> tuple[dict, list[list], dict]:
-    """This rank's loss sums, each model's gradients of its loss over the global batch, and
-    the batch's keys after the ops.
+                      global_batch: tf.Tensor, measure: str | None = None
+                      ) -> tuple[dict, list[list], dict, tuple | None]:
+    """This rank's loss sums, each model's gradients of its loss over the global batch, the
+    batch's keys after the ops, and (``measure``) the noise scale's small-batch part: the sum
+    of the squared norms of this rank's small-batch gradients, each scaled to a mean over its
+    samples, and their count ("shares": the whole batch is one; "halves": its two halves).
 
     A model's objective is Keras' own: the mean of its loss key over the global batch plus
     ``sum(model.losses)`` (weight regularizers, activity regularizers, ``add_loss``). This rank
@@ -327,26 +377,61 @@ def _losses_and_grads(ops: list[Op], models: list[keras.Model],
     """
     store = dict(batch)
     rows = tf.cast(tf.shape(next(iter(batch.values())))[0], tf.float32)
-    with tf.GradientTape(persistent=len(models) > 1) as tape:
+    # The halves of the batch as two ranks would hold them (the first the larger).
+    first = tf.math.ceil(rows / 2)
+    parts = [(slice(None), rows)] if measure != "halves" else [
+        (slice(None, tf.cast(first, tf.int32)), first),
+        (slice(tf.cast(first, tf.int32), None), rows - first)]
+    with tf.GradientTape(persistent=len(models) > 1 or len(parts) > 1) as tape:
         run_ops(ops, store, {"mode": "train"})
         # Sum of this rank's per-sample losses over the *global* batch: summing the gradients
         # over ranks (and micro-batches) then gives exactly the single-process gradient.
-        losses = {k: tf.reduce_sum(tf.cast(_per_sample(store, k, ops, batch), tf.float32))
-                  for k in sorted({m.fe_dist.loss_name for m in models})}
-        objectives = []
-        for model in models:
-            objective = losses[model.fe_dist.loss_name] / global_batch
+        per_sample = {k: tf.cast(_per_sample(store, k, ops, batch), tf.float32)
+                      for k in sorted({m.fe_dist.loss_name for m in models})}
+        losses = {k: tf.reduce_sum(v) for k, v in per_sample.items()}
+        objectives = []  # per model, per part
+        for model, opt in zip(models, optimizers):
             extra = _model_losses(model)
             if extra is not None:
-                objective += rows / global_batch * extra
                 # Reported as a sum over samples like the loss keys, so the epoch's record
                 # (sums / samples) holds the mean of the term one process computes per step.
                 losses[model_losses_key(model.model_name)] = rows * extra
-            objectives.append(objective)
-        # scale_loss is the identity except under a mixed-precision loss-scale optimizer.
-        scaled = [opt.scale_loss(obj) for obj, opt in zip(objectives, optimizers)]
-    grads = [tape.gradient(loss, m.trainable_variables) for m, loss in zip(models, scaled)]
-    return losses, grads, store
+            model_objectives = []
+            for where, count in parts:
+                objective = tf.reduce_sum(per_sample[model.fe_dist.loss_name][where]) \
+                    / global_batch
+                if extra is not None:
+                    objective += count / global_batch * extra
+                # scale_loss: the identity except under a mixed-precision loss-scale optimizer.
+                model_objectives.append(opt.scale_loss(objective))
+            objectives.append(model_objectives)
+    part_grads = [[tape.gradient(obj, m.trainable_variables) for obj in model_objectives]
+                  for m, model_objectives in zip(models, objectives)]
+    grads = [_sum_parts(g) for g in part_grads]
+    small = None
+    if measure is not None:
+        # A part's gradient is (its samples / global batch) times its mean gradient.
+        norms = [tf.add_n([squared_norm(g[p]) / _loss_scale(opt) ** 2
+                           for g, opt in zip(part_grads, optimizers)])
+                 * (global_batch / count) ** 2 for p, (_, count) in enumerate(parts)]
+        small = (tf.add_n(norms), tf.constant(float(len(parts))))
+    return losses, grads, store, small
+
+
+def _sum_parts(parts: list[list]) -> list:
+    """Per variable, the sum of the parts' gradients (None where no part has one)."""
+    if len(parts) == 1:
+        return parts[0]
+    summed = []
+    for grads in zip(*parts):
+        present = [tf.convert_to_tensor(g) for g in grads if g is not None]
+        summed.append(tf.add_n(present) if present else None)
+    return summed
+
+
+def _loss_scale(optimizer: keras.optimizers.Optimizer) -> tf.Tensor:
+    """The factor ``scale_loss`` multiplies by (1 but under a loss-scale optimizer)."""
+    return tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
 
 
 @_static_helper

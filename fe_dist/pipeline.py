@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from fe_dist import sharding
-from fe_dist.dataset.base import DataSource, LoadPlan
+from fe_dist.dataset.base import STREAM_FINGERPRINT, DataSource, LoadPlan
 from fe_dist.dataset.numpy_dataset import NumpyDataset
 from fe_dist.dataset.tf_dataset import TFDataset
 from fe_dist.distributed import Context, get_context
@@ -17,7 +17,8 @@ from fe_dist.errors import ConfigError
 from fe_dist.op.numpyop.draws import Draws, epoch_key
 from fe_dist.op.numpyop.runner import needs_draws, run_pipeline_ops
 from fe_dist.op.op import MODES, Op, cache_key, run_ops
-from fe_dist.schedule import BaseScheduler, get_current_items, resolve, scheduled_list
+from fe_dist.schedule import (AdaptiveBatch, BaseScheduler, all_values, get_current_items,
+                              resolve, scheduled_list)
 
 FINGERPRINT_ROWS = 64  # rows hashed per key: evenly spaced, first and last included
 PREFETCH = 2  # batches ready ahead of the step when autotune is off: one in use, one ahead
@@ -37,6 +38,8 @@ class Pipeline:
             an int or a Scheduler of ints; a Scheduler of such dicts works too). A mode left
             out of the dict uses the train batch size. Eval and test batches only set how many
             samples each rank evaluates at once; their metrics cover the whole split either way.
+            An `AdaptiveBatch` (the batch the run chooses from its gradient noise scale) may
+            stand for the train batch size.
         ops: Ops applied to whole batches in ``tf.data``, each an op or a Scheduler of ops:
             tensor ops, and per-sample NumpyOps (augmentation, ``fe_dist.op.numpyop``), whose
             random draws are keyed on (seed, mode, epoch, sample position).
@@ -53,11 +56,19 @@ class Pipeline:
                  autotune: bool = False) -> None:
         get_context()  # pins this rank before TensorFlow starts
         self.data = _check_data(data)
+        _check_adaptive_place(batch_size)
         self.batch_size = batch_size
         self.ops = scheduled_list(ops, Op, "Pipeline ops", "fe_dist ops (e.g. Resize, ModelOp)")
         if not isinstance(autotune, bool):
             raise ConfigError(f"Pipeline autotune must be True or False, got {autotune!r}.")
         self.autotune = autotune
+        # Optimizer steps per epoch when set (FastEstimator's train_steps_per_epoch, set by
+        # fe_dist.fe1.Estimator): fewer than one pass, or more (the data repeats).
+        self.steps_per_epoch: int | None = None
+        self.max_steps_per_epoch: int | None = None  # FastEstimator 1.0's: a cap only
+        # Train the epoch's last, partial global batch as one more step (fe_dist.fe1's
+        # drop_last=False) where every rank gets a sample of it; fe_dist drops it.
+        self.keep_last = False
         self._train: dict[tuple, tuple[tf.data.Dataset, tf.Variable | None, LoadPlan]] = {}
         self._eval: dict[tuple, tf.data.Dataset] = {}
         # The epoch key of a cached dataset holding NumpyOps: assigned every epoch, as the
@@ -79,9 +90,62 @@ class Pipeline:
             value = resolve(value.get(mode, value["train"]), epoch)
         return value
 
+    def adaptive_batch(self) -> AdaptiveBatch | None:
+        """The train split's `AdaptiveBatch`, or None when its batch size is fixed or
+        scheduled."""
+        train = self.batch_size.get("train") if isinstance(self.batch_size, dict) \
+            else self.batch_size
+        return train if isinstance(train, AdaptiveBatch) else None
+
     def get_ops(self, epoch: int, mode: str) -> list[Op]:
         """Ops active at ``epoch`` in ``mode``."""
         return get_current_items(self.ops, epoch, mode)
+
+    def train_steps(self, global_batch: int) -> int:
+        """Optimizer steps of an epoch at ``global_batch``: every full global batch of the
+        training set; ``steps_per_epoch`` when set; at most ``max_steps_per_epoch`` when set."""
+        full = sharding.steps_per_epoch(self.num_samples("train"), global_batch)
+        if self.steps_per_epoch is None:
+            return full if self.max_steps_per_epoch is None else min(full,
+                                                                      self.max_steps_per_epoch)
+        if self.steps_per_epoch > full and not self.data["train"].random_access:
+            raise ConfigError(f"{self.steps_per_epoch} train steps per epoch at global batch "
+                              f"{global_batch} need more than one pass over the training data "
+                              f"({full} steps), but it is a stream read once per epoch. Give at "
+                              f"most {full} steps, or an in-memory or file source.")
+        return self.steps_per_epoch
+
+    def last_batch(self, global_batch: int, world_size: int,
+                   micro_batch: int | None = None) -> int:
+        """Samples of the partial global batch trained after the full ones (0: dropped). Kept
+        only with ``keep_last``, a random-access source, no steps_per_epoch setting, no
+        accumulation cap, and at least one sample per rank (a rank without any would train
+        BatchNormalization on an empty batch)."""
+        rest = self.num_samples("train") % global_batch
+        if not self.keep_last or not self.data["train"].random_access or micro_batch or \
+                self.steps_per_epoch is not None or self.max_steps_per_epoch is not None:
+            return 0
+        return rest if rest >= world_size else 0
+
+    def get_last_batch_dataset(self, epoch: int, global_batch: int, ctx: Context | None = None,
+                               seed: int = 0) -> tf.data.Dataset:
+        """This rank's share of ``epoch``'s last, partial global batch (`last_batch`), as one
+        batch, with the epoch's train ops (NumpyOps draw by the samples' global positions)."""
+        ctx = ctx or get_context()
+        source = self.data["train"]
+        n = len(source)
+        indices = sharding.last_batch_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch)
+        rest = n % global_batch
+        start = sharding.steps_per_epoch(n, global_batch) * global_batch + \
+            sharding.rank_chunk(rest, ctx.size, ctx.rank).start
+        ops = self.get_ops(epoch, "train")
+        plan, ops = self._load_plan(source, ops, "train", ctx, len(indices))
+        constant = tf.constant(indices[None], tf.int64)
+        ds = source.load(tf.data.Dataset.range(1), lambda step: constant[step], plan)
+        cached = ("train_last", (global_batch, ctx.size, ctx.rank, epoch, cache_key(ops)))
+        ds = self._finish(ds, ops, "train", ctx, cached, lambda e: e + start)
+        self._set_epoch_key(cached, seed, epoch)
+        return ds
 
     def scheduled_items(self) -> list[Any]:
         """Everything that may change by epoch, for signature epochs."""
@@ -114,11 +178,14 @@ class Pipeline:
 
     def fingerprint(self, mode: str) -> str:
         """A cheap hash of split ``mode``: its spec and `FINGERPRINT_ROWS` evenly spaced samples
-        as the source describes them (`DataSource.fingerprint`). Equal on every rank when every
-        host holds the same data; another copy (same count and shapes) almost surely differs."""
+        as the source describes them (`DataSource.fingerprint`; a stream's first samples, in its
+        order, prefixed `STREAM_FINGERPRINT`). Equal on every rank when every host holds the
+        same data; another copy (same count and shapes) almost surely differs."""
         n = self.num_samples(mode)
         rows = np.unique(np.linspace(0, n - 1, min(n, FINGERPRINT_ROWS)).astype(np.int64))
-        return hashlib.blake2b(self.data[mode].fingerprint(rows), digest_size=8).hexdigest()
+        digest = hashlib.blake2b(self.data[mode].fingerprint(rows), digest_size=8).hexdigest()
+        # A stream hashes its first samples: a mismatch is then most likely another order.
+        return digest if self.data[mode].random_access else STREAM_FINGERPRINT + digest
 
     # -- datasets ---------------------------------------------------------------------------------
     def get_train_dataset(self, epoch: int, global_batch: int, ctx: Context | None = None,
@@ -140,7 +207,7 @@ class Pipeline:
         n = len(source)
         if not source.random_access:
             if key not in self._train:
-                steps = sharding.steps_per_epoch(n, global_batch)
+                steps = self.train_steps(global_batch)
                 local = sharding.per_rank_batch_sizes(global_batch, ctx.size)[ctx.rank]
                 k = sharding.micro_batch_count(global_batch, ctx.size, micro_batch)
                 micro = sharding.micro_batch_sizes(local, k) if k > 1 else None
@@ -152,7 +219,8 @@ class Pipeline:
                                     None, plan)
             self._set_epoch_key(("train", key), seed, epoch)
             return self._train[key][0]
-        indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch)
+        indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch,
+                                         self.train_steps(global_batch))
         if key not in self._train:
             with tf.init_scope():
                 index_var = tf.Variable(indices, trainable=False, dtype=tf.int64)
@@ -175,8 +243,9 @@ class Pipeline:
 
                 ds = source.load(tf.data.Dataset.range(steps * k), indices_of, plan)
                 first = _train_first(global_batch, start, sizes)
-            self._train[key] = (self._finish(ds, ops, "train", ctx, ("train", key), first),
-                                index_var, plan)
+            fused = int(plan.first_op is not None)
+            self._train[key] = (self._finish(ds, ops, "train", ctx, ("train", key), first,
+                                             fused), index_var, plan)
         ds, index_var, _ = self._train[key]
         index_var.assign(indices)
         self._set_epoch_key(("train", key), seed, epoch)
@@ -194,7 +263,7 @@ class Pipeline:
         ops = self.get_ops(epoch, mode)
         key = (mode, global_batch, ctx.size, ctx.rank, max_batch, cache_key(ops))
         if key not in self._eval:
-            source = self.data[mode]
+            source, fused = self.data[mode], 0
             shard = sharding.eval_shard(len(source), ctx.size, ctx.rank)
             local_batch = max(sharding.per_rank_batch_sizes(global_batch, ctx.size)[ctx.rank], 1)
             if max_batch is not None:
@@ -207,13 +276,14 @@ class Pipeline:
                     .batch(local_batch)
             else:
                 plan, ops = self._load_plan(source, ops, mode, ctx, local_batch)
+                fused = int(plan.first_op is not None)
                 start, stop = shard.start, shard.stop
                 batches = -(-(stop - start) // local_batch)
                 ds = source.load(tf.data.Dataset.range(batches), lambda b: tf.range(
                     start + b * local_batch, tf.minimum(start + (b + 1) * local_batch, stop)),
                     plan)
             self._eval[key] = self._finish(ds, ops, mode, ctx, (mode, key),
-                                           lambda b: shard.start + b * local_batch)
+                                           lambda b: shard.start + b * local_batch, fused)
         self._set_epoch_key((mode, key), seed, epoch)
         return self._eval[key]
 
@@ -233,11 +303,26 @@ class Pipeline:
         if not isinstance(err, tf.errors.OpError):
             return None
         source = self.data[mode]
-        if not source.random_access:
-            return None
         n = len(source)
+        if not source.random_access:
+            held = source.ended_early(err)
+            if held is None:
+                return None
+            k = sharding.micro_batch_count(global_batch, ctx.size, micro_batch) \
+                if mode == "train" else 1
+            where = f"train step {element // k}" if mode == "train" else f"{mode} batch {element}"
+            # Raised on the ranks that reach the end; with the same stream on every rank, all.
+            harm = ("this epoch would train fewer steps than planned (the LR warm-up, "
+                    "global_step and the checkpoint count on them)" if mode == "train" else
+                    f"the {mode} metrics would leave samples out")
+            return ConfigError(
+                f"Epoch {epoch}, {where} (rank {ctx.rank}): the {mode!r} stream ended after "
+                f"{held} samples, but the plan has num_samples={n}, so {harm}. Give "
+                f"num_samples={held} (what every epoch of the stream holds) to TFDataset or "
+                "TFRecordDataset, and make every rank read the same stream")
         if mode == "train":
-            indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch)
+            indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch,
+                                             self.train_steps(global_batch))
             k = sharding.micro_batch_count(global_batch, ctx.size, micro_batch)
             step = element // k
             chosen = indices[step] if step < len(indices) else indices.ravel()
@@ -258,10 +343,11 @@ class Pipeline:
             self._epoch_keys[cached].assign(epoch_key(seed, cached[0], epoch))
 
     def _finish(self, ds: tf.data.Dataset, ops: list[Op], mode: str, ctx: Context,
-                cached: tuple, first: Any) -> tf.data.Dataset:
+                cached: tuple, first: Any, fused: int = 0) -> tf.data.Dataset:
         """Map ``ops`` over the batches of ``ds``. With NumpyOps, each batch also gets its
         `Draws`: the epoch key (a variable, see ``_epoch_keys``) and ``first(element index)``,
-        the global position of the batch's first sample."""
+        the global position of the batch's first sample. ``fused``: how many of the epoch's
+        ops the source already applied (they still count in each op's draw key)."""
         threads = max(ctx.threads, 1)
         parallel = tf.data.AUTOTUNE if self.autotune else threads
         if needs_draws(ops):
@@ -272,7 +358,7 @@ class Pipeline:
             def augment(element: tf.Tensor, batch: dict) -> dict:
                 size = tf.shape(next(iter(batch.values())), out_type=tf.int64)[0]
                 draws = Draws.for_batch(key_var.read_value(), first(element), size)
-                return run_pipeline_ops(ops, dict(batch), {"mode": mode}, draws)
+                return run_pipeline_ops(ops, dict(batch), {"mode": mode}, draws, fused)
 
             ds = ds.enumerate().map(augment, num_parallel_calls=parallel, deterministic=True)
         elif ops:
@@ -283,6 +369,27 @@ class Pipeline:
         options.deterministic = True
         options.autotune.enabled = self.autotune
         return ds.prefetch(tf.data.AUTOTUNE if self.autotune else PREFETCH).with_options(options)
+
+
+def _check_adaptive_place(batch_size: Any) -> None:
+    """An `AdaptiveBatch` is the whole train batch size: not inside a Scheduler (it changes
+    by itself) and not an eval or test batch (those have no gradients to measure)."""
+    def holds(value: Any) -> bool:
+        if isinstance(value, AdaptiveBatch):
+            return True
+        if isinstance(value, dict):
+            return any(holds(v) for v in value.values())
+        return isinstance(value, BaseScheduler) and any(holds(v) for v in value.get_all_values())
+
+    train = batch_size.get("train") if isinstance(batch_size, dict) else batch_size
+    misplaced = holds(batch_size) and not (isinstance(train, AdaptiveBatch) and not any(
+        holds(v) for m, v in batch_size.items() if m != "train")
+        if isinstance(batch_size, dict) else isinstance(batch_size, AdaptiveBatch))
+    if misplaced:
+        raise ConfigError("Pipeline: an AdaptiveBatch is inside a Scheduler or is an eval/test "
+                          "batch size. It chooses the train batch size by itself: give "
+                          "batch_size=AdaptiveBatch(...) or batch_size={'train': "
+                          "AdaptiveBatch(...), 'eval': 256}.")
 
 
 def _train_first(global_batch: int, start: int, micro: list[int] | None) -> Any:

@@ -372,7 +372,8 @@ def test_traces_on_two_ranks(tmp_path, launcher, backend):
     samples (uneven shares 101/100): every rank's metrics, AUC included (gathered scores),
     equal a numpy computation over the whole eval set (and test set); EarlyStopping stops both
     ranks after the same epoch; BestModelSaver writes from rank 0 only; trace state survives a
-    resume; a trace failing on one rank raises on both."""
+    resume, and a resume of the stopped run stays stopped on both; a trace failing on one rank
+    raises on both."""
     out = tmp_path / "out"
     out.mkdir()
     result = launch(["traces.py", "--dir", str(tmp_path)], out, launcher=launcher,
@@ -387,6 +388,8 @@ def test_traces_on_two_ranks(tmp_path, launcher, backend):
         assert [r["epoch"] for r in first] == [0, 1]
         assert [r["epoch"] for r in resumed] == [0, 1, 2]
         assert report["stopper"] == {"wait": 3, "stopped_epoch": 2}
+        # Resuming the stopped run trains nothing, on every rank (it hung: rank 1 trained on).
+        assert report["stopped_again"] == {"epochs": [0, 1, 2], "same_weights": True}
         for record, ref in zip(resumed, report["reference"]):
             metrics = arrays = record["eval_metrics"]
             assert metrics["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-12)

@@ -94,7 +94,8 @@ class GradientReducer:
         self.compression, self.mode, self.counters = compression, mode, counters
 
     @_static_helper
-    def __call__(self, ctx: Context, grads: Sequence[tf.Tensor], name: str) -> list[tf.Tensor]:
+    def __call__(self, ctx: Context, grads: Sequence[tf.Tensor], name: str,
+                 extras: Sequence[tf.Tensor] = ()) -> list[tf.Tensor]:
         """The sums over ranks of ``grads`` (no None: leave variables without a gradient out).
 
         Args:
@@ -102,14 +103,27 @@ class GradientReducer:
             grads: This rank's gradients.
             name: Collective name; the same on every rank and unique per model (ranks match
                 collectives by name, not by order).
+            extras: A few float32 scalars to sum in the same collective, uncompressed (the
+                gradient noise scale's squared norms); their sums follow the gradients' in the
+                result.
         """
-        if not grads:
+        if not grads and not extras:
             return []
         dtypes = [tf.convert_to_tensor(g).dtype for g in grads]
         sent = [self.compression.compress(tf.convert_to_tensor(g)) for g in grads]
         self.counters.add(sent)
+        extras = list(extras)
+        # The extras ride in the gradients' collective when it is one of float32 tensors; in
+        # their own (one more small collective) when the gradients go one by one or in another
+        # dtype (a grouped collective of mixed dtypes is not fused by every backend).
+        alone = self.mode == "per_tensor" or any(t.dtype != tf.float32 for t in sent)
         if self.mode == "per_tensor":
             summed = [ctx.allreduce_sum([t], f"{name}.{i}")[0] for i, t in enumerate(sent)]
+        elif sent:
+            summed = ctx.allreduce_sum([*sent, *([] if alone else extras)], name)
         else:
-            summed = ctx.allreduce_sum(sent, name)
-        return [self.compression.decompress(t, d) for t, d in zip(summed, dtypes)]
+            summed, alone = [], True
+        if extras and alone:
+            summed = [*summed[:len(sent)], *ctx.allreduce_sum(extras, f"{name}.extras")]
+        return ([self.compression.decompress(t, d) for t, d in zip(summed, dtypes)]
+                + list(summed[len(sent):]))

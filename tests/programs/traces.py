@@ -8,9 +8,11 @@ epoch 2 exactly when the counter was restored. After every epoch each rank compu
 precision/recall/F1 over the whole eval set (201 samples: shares 101/100 on 2 ranks), and the
 one-vs-rest macro ROC AUC by a pairwise count over the model's own float32 scores of the whole
 set, to check the traces' values against, and the same for Estimator.test() on 101 test
-samples. A last fit
-has a trace that fails on rank 1 only, before the collective rank 0 then waits in: every rank
-must raise. Each rank writes rank<r>.json to --out.
+samples. Then a third program resumes the stopped run (epochs=6 again): every rank must
+return the 3 saved records at once and train nothing (rank 0 alone knowing the run stopped
+would leave the other ranks training an epoch alone, in a collective rank 0 never joins).
+A last fit has a trace that fails on rank 1 only, before the collective rank 0 then waits in:
+every rank must raise. Each rank writes rank<r>.json to --out.
 """
 
 import argparse
@@ -125,6 +127,8 @@ def main(out_dir, directory):
     stopper = est.traces.all[-1]
     test = est.test()
     test_reference = est.test_reference()
+    stopped, _ = make_estimator(directory, epochs=6)
+    again = stopped.fit(resume=True)
     failing, _ = make_estimator(directory, epochs=1, traces=[FailsOnRank1()])
     try:
         failing.fit()
@@ -135,7 +139,12 @@ def main(out_dir, directory):
               "resumed": [dataclass_dict(r) for r in resumed.records],
               "reference": reference + resumed_reference, "saves": saves[0],
               "stopper": {"wait": stopper.wait, "stopped_epoch": stopper.stopped_epoch},
-              "test": test, "test_reference": test_reference, "failure": failure}
+              "test": test, "test_reference": test_reference, "failure": failure,
+              # The checkpoint's weights, those the resumed run ended with: no step ran.
+              "stopped_again": {"epochs": [r.epoch for r in again.records],
+                                "same_weights": all(np.array_equal(w, w0) for w, w0 in zip(
+                                    stopped.network.models["a"].get_weights(),
+                                    est.network.models["a"].get_weights()))}}
     with open(os.path.join(out_dir, f"rank{ctx.rank}.json"), "w") as f:
         json.dump(report, f)
 
