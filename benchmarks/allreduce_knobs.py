@@ -19,13 +19,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import run as bench  # noqa: E402
+REPO = HERE.parent
+BIN = Path(sys.executable).parent
+TIMEOUT = 900
+
+def _run(cmd: list[str], what: str, extra_env: dict[str, str] | None = None) -> None:
+    """Run one launch of a worker with one thread per rank; raise with its output if it fails."""
+    print(f"[bench] {what}", flush=True)
+    env = {**os.environ, "FE_DIST_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    env.pop("FE_DIST_BACKEND", None)  # the launcher decides, unless `extra_env` says otherwise
+    proc = subprocess.run(cmd, env={**env, **(extra_env or {})}, cwd=REPO, capture_output=True,
+                          text=True, timeout=TIMEOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                           f"{proc.stderr[-3000:]}")
+
 
 EPOCHS = 4  # per run: one warm-up epoch, then three timed
 MPI = {"FE_DIST_BACKEND": "mpi"}
@@ -64,13 +81,13 @@ def measure(label: str, worker: str, workload: str, extra: list[str], env: dict[
     prog = [sys.executable, str(script), "--workload", workload, "--out", str(path), *extra]
     prog += ["--tiny"] if tiny else []
     env = {**env, "FE_BENCH_EPOCHS": str(EPOCHS)}
-    launcher = bench._horovodrun(2)
+    launcher = [str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo"]
     if env.get("FE_DIST_BACKEND") == "mpi":  # plain MPI: Open MPI's launcher, no Horovod
         launcher = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2",
                     *[a for v in ("PATH", "PYTHONPATH", "FE_DIST_THREADS", "FE_DIST_BACKEND",
                                   "FE_BENCH_EPOCHS", "TF_CPP_MIN_LOG_LEVEL")
                       for a in ("-x", v)]]
-    bench._run(launcher + prog, label, extra_env=env)
+    _run(launcher + prog, label, extra_env=env)
     result = json.loads(path.read_text())
     if worker == "fe":
         rates = [r["samples_per_sec"] for r in result["records"]]
