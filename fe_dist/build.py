@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import keras
 
+from fe_dist import keras_fit
 from fe_dist.distributed import get_context
 from fe_dist.errors import ConfigError
 from fe_dist.schedule import BaseScheduler, LRSchedule, RepeatScheduler, Scheduler
@@ -38,7 +39,8 @@ def build(model_def: Callable[[], keras.Model], model_name: str,
         lr: The learning rate: an `LRSchedule` (batch scaling, warm-up, per-epoch or per-step
             values), or what `LRSchedule`'s ``base`` takes. None keeps the optimizer's own.
         mixed_precision: True or "float16" builds the model under Keras' ``mixed_float16``
-            policy with a loss-scale optimizer; "bfloat16" under ``mixed_bfloat16`` (no loss
+            policy with a loss-scale optimizer (a model built under a global ``mixed_float16``
+            policy gets one too, as Keras' compile gives it); "bfloat16" under ``mixed_bfloat16`` (no loss
             scaling needed). Variables stay float32.
     """
     get_context()  # pins this rank before TensorFlow starts
@@ -64,6 +66,9 @@ def build(model_def: Callable[[], keras.Model], model_name: str,
     if not isinstance(model, keras.Model):
         raise ConfigError(f"fe.build({model_name!r}): model_def returned {type(model).__name__}, "
                           "not a keras.Model.")
+    keras_fit.check_model(model, model_name)
+    if policy is None and keras_fit.needs_loss_scaling(model):
+        policy = "mixed_float16"  # set globally by the user: loss scaling, as Keras' compile adds
     if isinstance(optimizer, BaseScheduler):
         schedule = _OptimizerScheduler(optimizer, lambda spec: _make_optimizer(spec, model_name,
                                                                                policy))

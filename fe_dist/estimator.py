@@ -17,9 +17,10 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
-from fe_dist import checkpoint, helper_models, history, run_state, sharding
+from fe_dist import checkpoint, helper_models, history, keras_fit, run_state, sharding
 from fe_dist.agreement import agree_on_plan, run_on_every_rank, together
 from fe_dist.batch_adaptation import BatchAdaptation
+from fe_dist.build import optimizer_at
 from fe_dist.determinism import reseed_models
 from fe_dist.distributed import Context
 from fe_dist.distributed.context import describe_hosts, host_label
@@ -254,6 +255,7 @@ class Estimator:
                         restore=rollback)
         records = self._state.records
         self._last_epoch = len(records) - 1
+        self._finalize_weights(records)
         if self.traces:
             self._system.mode = "train"
             self._trace_hook("on_end", self.traces.all, Data(), len(records) - 1)
@@ -261,6 +263,16 @@ class Estimator:
                        signature_epochs=self.plan.signature_epochs,
                        total_seconds=time.perf_counter() - start,
                        trace_count=sum(self.network.trace_counts.values()))
+
+    def _finalize_weights(self, records: list[EpochRecord]) -> None:
+        """End fit as Keras' fit ends: each model trained in the run gets its final weights
+        from the optimizer that trained it last (``use_ema=True``: the moving averages). The
+        same on every rank (their optimizer states are equal); the checkpoints keep the
+        weights training continues from."""
+        for name, model in sorted(self.network.models.items()):
+            epochs = [r.epoch for r in records if name in r.trained_models]
+            if epochs:
+                keras_fit.finalize(model, optimizer_at(model, epochs[-1]))
 
     def _agree_on_plan(self, ctx: Context) -> Plan:
         return agree_on_plan(ctx, self.pipeline, self.network, self.epochs, self.seed,

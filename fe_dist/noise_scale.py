@@ -119,6 +119,8 @@ class NoiseScale:
 
 
 def squared_norm(grads: list[tf.Tensor | None]) -> tf.Tensor:
-    """Sum of squares of every gradient (None skipped), in float32."""
-    terms = [tf.reduce_sum(tf.square(tf.cast(g, tf.float32))) for g in grads if g is not None]
+    """Sum of squares of every gradient (None skipped), in float32. Sparse gradients
+    (an Embedding's IndexedSlices) are made dense first: rows may repeat in their values."""
+    terms = [tf.reduce_sum(tf.square(tf.cast(tf.convert_to_tensor(g), tf.float32)))
+             for g in grads if g is not None]
     return tf.add_n(terms) if terms else tf.constant(0.0)
