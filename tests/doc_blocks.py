@@ -11,7 +11,8 @@ A comment line right before a block (blank lines between are allowed) changes th
   ``old`` replaced by ``new``, e.g. ``epochs=20`` by ``epochs=1``: the page shows the real
   program, the test its reduced-size run. ``old`` must occur in the block.
 
-Nothing else is rewritten, and the library is not told it is being tested.
+Any other HTML comment line is an error (a misspelt marker must not silently run or skip a
+block). Nothing else is rewritten, and the library is not told it is being tested.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 _FENCE = re.compile(r"^(\s*)```+\s*([A-Za-z0-9_+-]*)")
 _FRAGMENT = re.compile(r"^<!--\s*fragment\s*:(.*?)-->\s*$")
 _REPLACE = re.compile(r'^<!--\s*test:\s*replace\s+"((?:[^"\\]|\\.)*)"\s+"((?:[^"\\]|\\.)*)"\s*-->\s*$')
-_MARKER = re.compile(r"^<!--\s*(fragment|test)\b")
+# Every HTML comment is read as a marker, so a misspelt one fails instead of being ignored.
+_MARKER = re.compile(r"^<!--")
 
 
 @dataclasses.dataclass

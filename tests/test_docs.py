@@ -256,3 +256,28 @@ def test_page_code_blocks_run(page, tmp_path):
     assert done.returncode == 0, (f"{page.name}: a block failed (the last 'BLOCK <line> START' "
                                   f"names its line)\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     assert done.stdout.count(" OK\n") == len(run)
+
+
+def test_block_markers_are_strict(tmp_path):
+    """The runner's markers cannot hide a block by accident: a fragment needs a reason, a marker
+    must sit right before a python block, and a replacement must match."""
+    page = tmp_path / "page.md"
+    page.write_text('<!-- test: replace "epochs=5" "epochs=1" -->\n```python\nx = dict(epochs=5)\n```\n'
+                    "<!-- fragment: shown whole in launch/x.py -->\n\n```python\nundefined_name\n```\n")
+    script, run, skipped = page_script(page)
+    assert [b.line for b in run] == [2] and [b.line for b in skipped] == [7]
+    assert "epochs=1" in run[0].runnable_source() and "undefined_name" not in script
+    bad = {
+        "<!-- fragment: -->\n```python\nx = 1\n```\n": "needs a reason",
+        "<!-- fragment: why -->\ntext\n```python\nx = 1\n```\n": "right before",
+        "<!-- fragment: why -->\n```bash\nls\n```\n": "only python blocks run",
+        "<!-- fragmnet: why -->\n```python\nx = 1\n```\n": "unknown test marker",
+        "```python\nx = 1\n```\n<!-- fragment: why -->\n": "after the last block",
+    }
+    for text, message in bad.items():
+        page.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            page_script(page)
+    page.write_text('<!-- test: replace "epochs=9" "epochs=1" -->\n```python\nx = dict(epochs=5)\n```\n')
+    with pytest.raises(ValueError, match="does not occur"):
+        page_script(page)
