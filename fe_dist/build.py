@@ -164,7 +164,8 @@ class _OptimizerScheduler(BaseScheduler):
     def _slot(self, epoch: int) -> int | None:
         if isinstance(self.specs, RepeatScheduler):
             return epoch % len(self.specs.repeat_list)
-        keys = [k for k in self.specs.keys if k <= epoch]
+        # The user's keys count from the scheduler's own first epoch (1 under fe_dist.fe1).
+        keys = [k for k in self.specs.keys if k <= epoch + self.specs.first_epoch]
         return keys[-1] if keys else None
 
     def get_current_value(self, epoch: int) -> keras.optimizers.Optimizer | None:

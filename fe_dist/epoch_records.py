@@ -64,7 +64,9 @@ def make_record(entry: EpochPlan, reports: list[RankReport], ctx: Context) -> Ep
                                "different batches. Every rank must run the same program.")
     train = sum_dicts(r.train for r in reports)
     evals = sum_dicts(r.eval for r in reports)
-    samples = steps * entry.global_batch
+    # fe_dist.fe1 trains the last, partial global batch as one more step (EpochPlan.last_batch).
+    samples = steps * entry.global_batch - (
+        entry.global_batch - entry.last_batch if entry.last_batch else 0)
     count = evals.pop("count", 0.0)
     seconds = max(r.train_seconds for r in reports)
     tensors, nbytes = reports[ctx.rank].reduced

@@ -32,9 +32,10 @@ from fe_dist.pipeline import Pipeline
 from fe_dist.preflight import run_preflight
 from fe_dist.progress import Progress
 from fe_dist.run_state import RunState
-from fe_dist.schedule import BaseScheduler, EpochPlan, Plan, resolve
+from fe_dist.schedule import BaseScheduler, EpochPlan, Plan, check_numbering, resolve
 from fe_dist.schedule.plan import check_eval_batch
 from fe_dist.summary import EpochRecord, Summary, schedule_table
+from fe_dist.trace.adapt import LRScheduler
 from fe_dist.trace.runner import Traces, record_values
 from fe_dist.trace.trace import Data, System
 
@@ -71,6 +72,8 @@ class Estimator:
             rank; see the README's "Traces".
     """
 
+    first_epoch = 0  # how traces and schedulers number the first epoch: 1 in fe_dist.fe1
+
     def __init__(self, pipeline: Pipeline, network: Network, epochs: int, seed: int = 0,
                  verbose: bool = True,
                  on_epoch_end: Callable[[EpochRecord], None] | BaseScheduler | None = None,
@@ -92,6 +95,7 @@ class Estimator:
         self.tensorboard_dir = tensorboard_dir
         self.max_rank_batch = max_rank_batch
         self.traces = Traces(traces)
+        self._check_numbering()
         self._system: System | None = None
         self._state = RunState()  # what this rank holds to continue the run (fe_dist.run_state)
         self._last_epoch: int | None = None  # of the last fit(), for test()
@@ -107,6 +111,39 @@ class Estimator:
         # With an AdaptiveBatch the train steps measure the noise scale, and each epoch's end
         # decides the next one's batch (fe_dist.batch_adaptation).
         self._adaptation = None if adaptive is None else BatchAdaptation(adaptive, network)
+
+    def _check_numbering(self) -> None:
+        """Refuse a program mixing fe_dist's epochs from 0 with FastEstimator 1.x's from 1
+        (`fe_dist.fe1`): a Pipeline, Network or Scheduler of the other kind."""
+        fe1 = self.first_epoch == 1
+        program = ("a FastEstimator 1.x program (fe_dist.fe1.Estimator)" if fe1 else
+                   "an fe_dist program (fe_dist.Estimator)")
+        fix = ("Use fe_dist.fe1's Pipeline, Network and schedule.EpochScheduler/RepeatScheduler "
+               "(epochs from 1) throughout." if fe1 else
+               "Use fe_dist.schedule.Scheduler (epochs from 0) with fe_dist.Pipeline, Network and "
+               "Estimator, or import fe_dist.fe1 for the whole FastEstimator 1.x program.")
+        for what, part in (("Pipeline", self.pipeline), ("Network", self.network)):
+            first = getattr(part, "first_epoch", 0)
+            if first != self.first_epoch:
+                raise ConfigError(f"Estimator: the {what} ({type(part).__module__}."
+                                  f"{type(part).__name__}) counts epochs from {first}, but this "
+                                  f"is {program}. {fix}")
+        for trace in self.traces.all:  # an LRScheduler's lr_fn is told epochs and steps
+            first = trace.first_epoch if isinstance(trace, LRScheduler) else self.first_epoch
+            if first != self.first_epoch:
+                raise ConfigError(f"Estimator traces: {trace!r} counts epochs and steps from "
+                                  f"{first}, but this is {program}. {fix}")
+        models = self.network.models.values()
+        check_numbering({
+            "Pipeline batch_size": self.pipeline.batch_size,
+            **{f"Pipeline ops[{i}]": op for i, op in enumerate(self.pipeline.ops)},
+            **{f"Network ops[{i}]": op for i, op in enumerate(self.network.ops)},
+            **{f"Estimator traces[{i}]": t for i, t in enumerate(self.traces.items)},
+            **{f"model {m.model_name!r} optimizer": m.fe_dist.optimizer_schedule for m in models},
+            **{f"model {m.model_name!r} learning rate": m.fe_dist.lr_schedule.base
+               for m in models if m.fe_dist.lr_schedule is not None},
+            "Estimator evaluate": self.evaluate, "Estimator on_epoch_end": self.on_epoch_end,
+        }, self.first_epoch, program, fix)
 
     def fit(self, resume: bool = False) -> Summary:
         """Train and evaluate every epoch; returns the same `Summary` on every rank.
@@ -165,7 +202,7 @@ class Estimator:
         traces = self.traces.active(entry.epoch, "test")
         if traces:
             if self._system is None:
-                self._system = System(ctx)
+                self._system = System(ctx, self.first_epoch, self.epochs)
                 self.traces.attach(self._system)
             self._trace_hook("on_begin", traces, Data(), entry.epoch, "test")
         local = self._evaluate("test", entry, batch, ctx, traces)
@@ -177,7 +214,8 @@ class Estimator:
             metrics.update(record_values(self._trace_hook(
                 "on_epoch_end", traces, Data(metrics), entry.epoch, "test")))
             self._trace_hook("on_end", traces, Data(), entry.epoch, "test")
-        self._log(ctx, f"test (epoch {entry.epoch}'s schedule, {int(count)} samples): "
+        self._log(ctx, f"test (epoch {entry.epoch + self.first_epoch}'s schedule, "
+                       f"{int(count)} samples): "
                        + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()
                                   if isinstance(v, float))
                        + f" | {time.perf_counter() - start:.2f} s")
@@ -212,8 +250,8 @@ class Estimator:
             self._log(ctx, f"fe_dist: {ctx.size} rank(s) on {hosts}; backend {ctx.backend}"
                            f"{'/' + ctx.controller if hasattr(ctx, 'controller') else ''}, "
                            f"{ctx.device}, {ctx.threads} thread(s) per rank; schedule changes at "
-                           f"epochs {plan.signature_epochs}")
-            self._log(ctx, schedule_table(plan))
+                           f"epochs {[e + self.first_epoch for e in plan.signature_epochs]}")
+            self._log(ctx, schedule_table(plan, self.first_epoch))
             ctx.progress("the checks and compilation of each schedule phase")
             together(ctx, "preflight",
                      lambda: run_preflight(self.pipeline, self.network, plan, ctx, self.traces))
@@ -231,7 +269,7 @@ class Estimator:
             if self._adaptation is not None:  # rank 0's batch decisions, from its records
                 self.plan = self._follow(self._state.records)
             if self.traces:
-                self._system = System(ctx)
+                self._system = System(ctx, self.first_epoch, self.epochs)
                 self.traces.attach(self._system)
 
         def train(commit: Callable[[], None]) -> None:
@@ -330,6 +368,10 @@ class Estimator:
                     ctx.progress(f"epoch {epoch}, train step {step.steps} (gradient allreduce)")
                     learning_rates = set_lr(step.steps)
                 if traces:  # once per batch (per micro-batch under accumulation)
+                    # The step about to run under fe1 (FastEstimator counts it from 1); the
+                    # steps completed under fe_dist's own numbering.
+                    self._system.global_step = first_step + step.steps + self.first_epoch
+                    self._system.batch_idx = len(outputs) + self.first_epoch
                     self.traces.run_batch_hook("on_batch_begin", traces, Data())
                 outputs.append(step(b, global_batch))
                 if traces:
@@ -340,7 +382,12 @@ class Estimator:
                     timeline["first_step_end"] = time.perf_counter() - self._fit_start
                 if ctx.is_chief and self.verbose:
                     self._progress.update(epoch, step.steps, entry.steps)
-            report.steps, report.train = step.steps, add(outputs)
+            if entry.last_batch:
+                last, learning_rates = self._last_batch(entry, ctx, step.steps, first_step,
+                                                        traces, set_lr)
+                outputs.append(last)
+            report.steps = step.steps + (1 if entry.last_batch else 0)
+            report.train = add(outputs)
             if traces:
                 train_logs.update(self._trace_hook("on_epoch_end", traces, Data(), epoch,
                                                    "train"))
@@ -380,9 +427,9 @@ class Estimator:
             record.stopped_training = True
         if ctx.is_chief and self.verbose:
             self._progress.clear()
-        self._log(ctx, record.log_line())
+        self._log(ctx, record.log_line(self.first_epoch))
         if record.stopped_training:
-            self._log(ctx, f"fe_dist: stopping after epoch {epoch}: "
+            self._log(ctx, f"fe_dist: stopping after epoch {epoch + self.first_epoch}: "
                            f"{self._system.stop_reason or 'a trace set system.stop_training'}.")
         # Rank 0 writes; a failure there (a full disk, say) raises on every rank, not a hang.
         # Unwatched: a large checkpoint may take longer than the stall timeout, and the ranks
@@ -405,6 +452,30 @@ class Estimator:
             together(ctx, "on_epoch_end", run_callback)
         return record
 
+    def _last_batch(self, entry: EpochPlan, ctx: Context, done: int, first_step: int,
+                    traces: list[Any], set_lr: Callable[[int], dict[str, float]]
+                    ) -> tuple[dict[str, tf.Tensor], dict[str, float]]:
+        """Train the epoch's last, partial global batch (``entry.last_batch`` samples, every
+        rank a share) as one more optimizer step: its loss is averaged over those samples, as
+        FastEstimator trains its last batch (``drop_last=False``)."""
+        epoch = entry.epoch
+        ds = self.pipeline.get_last_batch_dataset(epoch, entry.global_batch, ctx, self.seed)
+        step = self.network.get_train_step(epoch, dict(ds.element_spec), ctx, 1,
+                                           self.traces.keep(epoch, "train"))
+        rates = set_lr(done)
+        ctx.progress(f"epoch {epoch}, the last partial train step (gradient allreduce)")
+        out = None
+        for b in self._batches(ds, "train", entry, ctx):
+            if traces:
+                self._system.global_step = first_step + done + self.first_epoch
+                self._system.batch_idx = done + self.first_epoch
+                self.traces.run_batch_hook("on_batch_begin", traces, Data())
+            out = step(b, tf.constant(entry.last_batch, tf.float32))
+            if traces:
+                self._system.global_step = first_step + done + 1
+                self.traces.run_batch_hook("on_batch_end", traces, _numpy(step.values))
+        return out, rates
+
     def _evaluate(self, mode: str, entry: EpochPlan, global_batch: int,
                   ctx: Context, traces: list[Any] | None = None) -> dict[str, float]:
         """This rank's sums over its shard of split ``mode`` ("eval" or "test") with the ops of
@@ -425,6 +496,7 @@ class Estimator:
         for b in self._batches(ds, mode, entry, ctx):
             ctx.progress(f"epoch {epoch}, {mode} batch {len(outputs)}")
             if traces:
+                self._system.batch_idx = len(outputs) + self.first_epoch
                 self.traces.run_batch_hook("on_batch_begin", traces, Data())
             outputs.append(step(b))
             if traces:
@@ -469,7 +541,7 @@ class Estimator:
                     mode: str = "train") -> dict[str, Any]:
         """Run an epoch-level hook of ``traces`` on every rank (agreed); what they logged."""
         system = self._system
-        system.epoch_idx, system.mode = epoch, mode
+        system.epoch_idx, system.mode = epoch + self.first_epoch, mode
         system._ctx.progress(f"epoch {epoch}, the traces' {hook} ({mode})")
         return self.traces.run_epoch_hook(hook, traces, data, system)
 

@@ -88,7 +88,7 @@ def find(pipeline: Any, network: Any) -> list[HelperModel]:
 def _held_models(owner: str, items: Iterable[Any]) -> Iterator[tuple[str, Op, keras.Model]]:
     for i, item in enumerate(items):
         if isinstance(item, BaseScheduler):
-            values = item.get_all_values()
+            values = item.run_values()
             ops = [(f"{owner}.ops[{i}]<{j}>", op) for j, op in enumerate(values)]
         else:
             ops = [(f"{owner}.ops[{i}]", item)]
@@ -118,7 +118,7 @@ def _models_in(value: Any, path: str, depth: int, seen: set[int]) -> Iterator[tu
         for k, v in value.items():
             yield from _models_in(v, f"{path}[{k!r}]", depth + 1, seen)
     elif isinstance(value, BaseScheduler):
-        for k, v in enumerate(value.get_all_values()):
+        for k, v in enumerate(value.run_values()):
             yield from _models_in(v, f"{path}<{k}>", depth + 1, seen)
 
 

@@ -37,11 +37,30 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def train_indices(num_samples: int, global_batch: int, size: int, rank: int, seed: int,
-                  epoch: int) -> np.ndarray:
-    """Rank ``rank``'s sample indices for each step of ``epoch``, shape (steps, per-rank batch)."""
-    steps = steps_per_epoch(num_samples, global_batch)
-    perm = epoch_permutation(num_samples, seed, epoch)[:steps * global_batch]
+                  epoch: int, steps: int | None = None) -> np.ndarray:
+    """Rank ``rank``'s sample indices for each step of ``epoch``, shape (steps, per-rank batch).
+
+    ``steps`` (FastEstimator's ``train_steps_per_epoch``) cuts the epoch short, or extends it
+    past one pass: the epoch's permutation is followed by further ones drawn from (seed, epoch,
+    pass), so every sample is used once per pass. None: every full global batch, once."""
+    steps = steps_per_epoch(num_samples, global_batch) if steps is None else steps
+    perm = epoch_permutation(num_samples, seed, epoch)
+    passes = 1
+    while len(perm) < steps * global_batch:
+        perm = np.concatenate([perm, np.random.default_rng([seed, epoch, passes]).permutation(
+            num_samples)])
+        passes += 1
+    perm = perm[:steps * global_batch]
     return perm.reshape(steps, global_batch)[:, rank_chunk(global_batch, size, rank)]
+
+
+def last_batch_indices(num_samples: int, global_batch: int, size: int, rank: int, seed: int,
+                       epoch: int) -> np.ndarray:
+    """Rank ``rank``'s indices of the epoch's last, partial global batch (the samples after
+    the full batches, FastEstimator's ``drop_last=False``), its contiguous chunk of them."""
+    full = steps_per_epoch(num_samples, global_batch) * global_batch
+    rest = epoch_permutation(num_samples, seed, epoch)[full:]
+    return rest[rank_chunk(len(rest), size, rank)]
 
 
 def micro_batch_count(global_batch: int, size: int, micro_batch: int | None) -> int:

@@ -75,8 +75,9 @@ class EpochRecord:
     train_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     noise_scale: float | None = None
 
-    def log_line(self) -> str:
-        """The console line for this epoch."""
+    def log_line(self, first_epoch: int = 0) -> str:
+        """The console line for this epoch, numbered from ``first_epoch`` (1 under
+        `fe_dist.fe1`, as FastEstimator 1.x numbers epochs; the record keeps 0-based)."""
         per_rank = "/".join(str(b) for b in sorted(set(self.per_rank_batch), reverse=True))
         losses = " ".join(f"{k}={v:.4f}" for k, v in self.train_loss.items())
         # Arrays (a confusion matrix from a trace) are in the record and history.json, not here.
@@ -87,7 +88,8 @@ class EpochRecord:
         trained = f" | train {trained}" if trained else ""
         models = ",".join(self.trained_models) or "-"
         accumulation = f" in {self.micro_batches} micro-batches" if self.micro_batches > 1 else ""
-        return (f"epoch {self.epoch}: train {models} | batch {self.global_batch} global, "
+        return (f"epoch {self.epoch + first_epoch}: train {models} | batch {self.global_batch} "
+                f"global, "
                 f"{per_rank} per rank{accumulation} x {self.world_size} | {self.steps} steps | "
                 f"loss {losses or '-'}{trained} | eval {evals or '-'} | {self.seconds:.2f} s, "
                 f"{self.samples_per_sec:.0f} samples/s{_noise(self.noise_scale)}")
@@ -127,8 +129,9 @@ class Summary:
         return len(self.records)
 
 
-def schedule_table(plan: Any) -> str:
-    """One row per signature epoch: batch, per-rank batch, ops, trained models, eval."""
+def schedule_table(plan: Any, first_epoch: int = 0) -> str:
+    """One row per signature epoch: batch, per-rank batch, ops, trained models, eval; epochs
+    numbered from ``first_epoch``."""
     traces = any(e.traces for e in plan.epochs)  # a column only when the run has traces
     rows = [("epochs", "global batch", "per rank", "pipeline ops", "network ops", "trains",
              "eval", *(["traces"] if traces else []))]
@@ -136,7 +139,8 @@ def schedule_table(plan: Any) -> str:
     for start, stop in zip(bounds, bounds[1:]):
         e = plan.epochs[start]
         rows.append((
-            f"{start}" if stop - start == 1 else f"{start}-{stop - 1}",
+            f"{start + first_epoch}" if stop - start == 1 else
+            f"{start + first_epoch}-{stop - 1 + first_epoch}",
             str(e.global_batch), "/".join(str(b) for b in sorted(set(e.per_rank_batch),
                                                                    reverse=True)),
             ", ".join(_short(op) for op in e.pipeline_train_ops) or "-",

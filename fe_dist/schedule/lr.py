@@ -68,7 +68,7 @@ class LRSchedule:
             warmup_total: Warm-up length in steps (`warmup_length`); 0 for none.
         """
         if isinstance(self.base, BaseScheduler):
-            base = self.base.get_current_value(epoch)
+            base = self.base.value_at(epoch)
             if base is None:
                 raise ConfigError(f"Epoch {epoch}: the learning-rate Scheduler has no value; "
                                   "give it one at epoch 0.")

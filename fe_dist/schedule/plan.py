@@ -57,6 +57,9 @@ class EpochPlan:
     eval_batch: int | None = None
     # A default, so plans saved in checkpoints before traces existed still load.
     traces: list[str] = dataclasses.field(default_factory=list)
+    # Samples of the epoch's last, partial global batch, trained as one more step (counted in
+    # ``steps``; fe_dist.fe1's drop_last=False); 0: dropped.
+    last_batch: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +138,9 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             "per_rank_batch": sharding.per_rank_batch_sizes(batch, world_size),
             "micro_batch": max_rank_batch,
             "micro_batches": _micro_batches(batch, world_size, max_rank_batch, epoch),
-            "steps": sharding.steps_per_epoch(n_train, batch),
+            "steps": pipeline.train_steps(batch) + (1 if pipeline.last_batch(
+                batch, world_size, max_rank_batch) else 0),
+            "last_batch": pipeline.last_batch(batch, world_size, max_rank_batch),
             "pipeline_train_ops": [op.signature() for op in pipeline.get_ops(epoch, "train")],
             "pipeline_eval_ops": [op.signature() for op in pipeline.get_ops(epoch, "eval")],
             "network_train_ops": [op.signature() for op in network.get_ops(epoch, "train")],
@@ -189,11 +194,13 @@ def rebatch(plan: Plan, pipeline: Any, epoch: int, max_rank_batch: int | None,
         eval_batch = epochs[i].eval_batch
         if eval_batch is not None:
             eval_batch = check_eval_batch(pipeline.get_batch_size(i, "eval"), i, "eval")
+        last = pipeline.last_batch(batch, plan.world_size, max_rank_batch)
         epochs[i] = dataclasses.replace(
             epochs[i], global_batch=batch,
             per_rank_batch=sharding.per_rank_batch_sizes(batch, plan.world_size),
             micro_batches=_micro_batches(batch, plan.world_size, max_rank_batch, i),
-            steps=sharding.steps_per_epoch(n_train, batch), eval_batch=eval_batch)
+            steps=pipeline.train_steps(batch) + (1 if last else 0), last_batch=last,
+            eval_batch=eval_batch)
     signature = set(plan.signature_epochs)
     signature.update(i for i in range(max(epoch, 1), len(epochs))
                      if epochs[i].global_batch != epochs[i - 1].global_batch)
@@ -220,7 +227,7 @@ def _check_adaptive(adaptive: Any, world_size: int, n_train: int) -> None:
 
 def _as_function(evaluate: Any) -> Any:
     if isinstance(evaluate, BaseScheduler):
-        return evaluate.get_current_value
+        return evaluate.value_at
     if not isinstance(evaluate, bool):
         raise ConfigError(f"Estimator evaluate must be True, False or a Scheduler of bools, got "
                           f"{evaluate!r}.")

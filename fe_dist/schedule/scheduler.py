@@ -11,7 +11,25 @@ T = TypeVar("T")
 
 
 class BaseScheduler(Generic[T]):
-    """A value that depends on the epoch. Subclasses define `get_current_value`."""
+    """A value that depends on the epoch. Subclasses define `get_current_value`.
+
+    Attributes:
+        first_epoch: The number its own ``get_current_value`` gives the run's first epoch: 0
+            for fe_dist's schedulers, 1 for FastEstimator 1.x's (`fe_dist.fe1.schedule`). The
+            engine counts epochs from 0 and reads every scheduler through `value_at`, so both
+            kinds mean what their authors wrote; a program mixing them is refused
+            (`check_numbering`).
+    """
+
+    first_epoch: int = 0
+
+    def value_at(self, run_epoch: int) -> T | None:
+        """The value at the run's epoch ``run_epoch`` (counted from 0, as the engine counts)."""
+        return self.get_current_value(run_epoch + self.first_epoch)
+
+    def run_values(self) -> list[T]:
+        """Every value the run may use (None left out)."""
+        return [v for v in self.get_all_values() if v is not None]
 
     def get_current_value(self, epoch: int) -> T | None:
         """The value in force at ``epoch`` (None switches a scheduled op off)."""
@@ -94,8 +112,9 @@ class EpochScheduler(Scheduler[T]):
             # is 1, so here epoch 0 would silently run without the value.
             warnings.warn(f"EpochScheduler({self.epoch_dict!r}) starts at epoch 1: fe_dist counts "
                           "epochs from 0, so epoch 0 has no value (an op is off, a batch size is "
-                          "missing). FastEstimator 1.x counts from 1: subtract 1 from each key "
-                          "when porting.", stacklevel=2)
+                          "missing). FastEstimator 1.x counts from 1: subtract 1 from each key, "
+                          "or import fe_dist.fe1 for the whole program (its EpochScheduler "
+                          "counts from 1).", stacklevel=2)
 
     def __repr__(self) -> str:
         return f"EpochScheduler({self.epoch_dict!r})"
@@ -134,7 +153,7 @@ class RepeatScheduler(BaseScheduler[T]):
 
 def all_values(item: Any) -> list[Any]:
     """Every value ``item`` takes: a scheduler's values (None left out), or the item itself."""
-    return item.get_all_values() if isinstance(item, BaseScheduler) else [item]
+    return item.run_values() if isinstance(item, BaseScheduler) else [item]
 
 
 def scheduled_list(items: Any, kind: type, owner: str, example: str) -> list[Any]:
@@ -155,8 +174,9 @@ def _article(noun: str) -> str:
 
 
 def resolve(item: Any, epoch: int) -> Any:
-    """The value of ``item`` at ``epoch``: a scheduler's current value, or the item itself."""
-    return item.get_current_value(epoch) if isinstance(item, BaseScheduler) else item
+    """The value of ``item`` at the run's ``epoch`` (from 0): a scheduler's value then
+    (`BaseScheduler.value_at`), or the item itself."""
+    return item.value_at(epoch) if isinstance(item, BaseScheduler) else item
 
 
 def get_current_items(items: Iterable[Any], epoch: int, mode: str | None = None) -> list[Any]:
@@ -188,10 +208,36 @@ def get_signature_epochs(items: Iterable[Any], total_epochs: int) -> list[int]:
     schedulers = [item for item in items if isinstance(item, BaseScheduler)]
     epochs = [0]
     for epoch in range(1, total_epochs):
-        if any(_changed(s.get_current_value(epoch - 1), s.get_current_value(epoch))
+        if any(_changed(s.value_at(epoch - 1), s.value_at(epoch))
                for s in schedulers):
             epochs.append(epoch)
     return epochs
+
+
+def check_numbering(items: dict[str, Any], first_epoch: int, program: str, fix: str) -> None:
+    """Refuse a program whose schedulers count epochs differently: every `BaseScheduler` among
+    ``items`` ({description: item}; dict and list values are searched) must count from
+    ``first_epoch``. A ConfigError names the first that does not, e.g. a 0-based
+    ``Scheduler`` in a FastEstimator 1.x Pipeline, where ``{1: a}`` would mean another epoch."""
+    for where, item in items.items():
+        found = _schedulers(item)
+        for scheduler in found:
+            if scheduler.first_epoch != first_epoch:
+                raise ConfigError(
+                    f"{where}: {scheduler!r} counts epochs from {scheduler.first_epoch}, but "
+                    f"this is {program}, which counts from {first_epoch}. The two numberings "
+                    f"do not mix. {fix}")
+
+
+def _schedulers(item: Any) -> list[BaseScheduler]:
+    if isinstance(item, BaseScheduler):
+        inner = getattr(item, "specs", None)  # fe.build's optimizer schedule wraps the user's
+        return [inner] if isinstance(inner, BaseScheduler) else [item]
+    if isinstance(item, dict):
+        return [s for v in item.values() for s in _schedulers(v)]
+    if isinstance(item, (list, tuple)):
+        return [s for v in item for s in _schedulers(v)]
+    return []
 
 
 def _changed(before: Any, after: Any) -> bool:

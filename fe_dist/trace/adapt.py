@@ -81,11 +81,14 @@ class _ByName:
     """An ``LRSchedule`` base ``(epoch, step) -> lr`` calling ``lr_fn`` with the one argument it
     names."""
 
-    def __init__(self, lr_fn: Callable[..., float], argument: str) -> None:
-        self.lr_fn, self.argument = lr_fn, argument
+    def __init__(self, lr_fn: Callable[..., float], argument: str, first: int = 0) -> None:
+        self.lr_fn, self.argument, self.first = lr_fn, argument, first
 
     def __call__(self, epoch: int, step: int) -> float:
-        return self.lr_fn(**{self.argument: epoch if self.argument == "epoch" else step})
+        # ``first``: 1 under fe_dist.fe1, whose lr_fn sees FastEstimator's epochs and steps
+        # counted from 1 (the step about to run); the engine's count from 0.
+        value = epoch if self.argument == "epoch" else step
+        return self.lr_fn(**{self.argument: value + self.first})
 
 
 class LRScheduler(Trace):
@@ -104,6 +107,8 @@ class LRScheduler(Trace):
         lr_fn: ``lr_fn(step)`` or ``lr_fn(epoch)`` -> learning rate.
     """
 
+    first_epoch = 0  # what lr_fn's first epoch and step are called: 1 under fe_dist.fe1
+
     def __init__(self, model: keras.Model, lr_fn: Callable[..., float]) -> None:
         super().__init__(mode="train")
         info(model)
@@ -117,7 +122,7 @@ class LRScheduler(Trace):
                               "lr_fn=lambda step: 1e-3 * 0.99 ** step.")
         self.model = model
         self.lr_fn = lr_fn
-        self.schedule = LRSchedule(_ByName(lr_fn, names[0]))
+        self.schedule = LRSchedule(_ByName(lr_fn, names[0], self.first_epoch))
 
     def install(self) -> None:
         """Make ``lr_fn`` the model's learning-rate schedule (once)."""

@@ -94,4 +94,52 @@ class BestModelSaver(Trace):
         self._best_weights = None
 
 
-__all__ = ["BestModelSaver"]
+class ModelSaver(Trace):
+    """Save ``model``'s weights every ``frequency`` epochs (FastEstimator's ModelSaver).
+
+    At the end of each training epoch whose number (``system.epoch_idx``: from 1 under
+    `fe_dist.fe1`, as in FastEstimator) is a multiple of ``frequency``, rank 0 writes
+    ``{save_dir}/{model_name}_epoch_{epoch}.weights.h5`` (Keras 3's weights format; FastEstimator
+    on Keras 2 wrote ``.h5``); the other ranks wait for it, and a failure raises on every rank.
+
+    Args:
+        model: A model of the Network.
+        save_dir: The directory rank 0 writes to (made if missing); only rank 0's is used.
+        frequency: Save every this many epochs.
+        max_to_keep: Keep only the newest this many files (None or 0: all).
+    """
+
+    local_args = ("save_dir",)
+
+    def __init__(self, model: keras.Model, save_dir: str | os.PathLike, frequency: int = 1,
+                 max_to_keep: int | None = None) -> None:
+        super().__init__(mode="train")
+        info(model)
+        if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+            raise ConfigError(f"ModelSaver: frequency must be a positive int, got {frequency!r}.")
+        if max_to_keep is not None and (not isinstance(max_to_keep, int) or max_to_keep < 0):
+            raise ConfigError(f"ModelSaver: max_to_keep must be None or an int >= 0, got "
+                              f"{max_to_keep!r}.")
+        self.model = model
+        self.save_dir = Path(save_dir)
+        self.frequency = frequency
+        self.max_to_keep = max_to_keep
+        self.saved: list[Path] = []
+
+    def on_epoch_end(self, data: Data) -> None:
+        epoch = self.system.epoch_idx
+        if epoch % self.frequency:
+            return
+        path = self.save_dir / f"{self.model.model_name}_epoch_{epoch}.weights.h5"
+        with self.system.unwatched(f"rank 0 writing {path}"):
+            if self.system.is_chief:
+                self.save_dir.mkdir(parents=True, exist_ok=True)
+                self.model.save_weights(str(path))
+                print(f"FastEstimator-ModelSaver: Saved model to {path}", flush=True)
+                self.saved.append(path)
+                while self.max_to_keep and len(self.saved) > self.max_to_keep:
+                    self.saved.pop(0).unlink(missing_ok=True)
+            self.system.gather(None)
+
+
+__all__ = ["BestModelSaver", "ModelSaver"]

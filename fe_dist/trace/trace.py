@@ -65,9 +65,16 @@ class System:
     """The run as a trace sees it (``trace.system``), and collectives for trace authors.
 
     Attributes:
-        epoch_idx: The epoch, counted from 0 (FastEstimator 1.x counts from 1).
+        epoch_idx: The epoch, counted from ``first_epoch``: 0 (fe_dist), or 1 in a
+            FastEstimator 1.x program (`fe_dist.fe1`).
         global_step: Optimizer steps completed since the run began (on_batch_end of the run's
-            first step sees 1, as FastEstimator's step counting from 1).
+            first step sees 1, as FastEstimator's step counting from 1). Under `fe_dist.fe1`
+            on_batch_begin sees the step about to run (1 for the first), as in FastEstimator.
+        batch_idx: The batch within the epoch and mode, from ``first_epoch`` (FastEstimator
+            1.x: from 1), set before each batch's hooks.
+        first_epoch: 0, or 1 under `fe_dist.fe1`.
+        total_epochs: The epochs the Estimator was asked for (FastEstimator's name).
+        num_devices: The number of ranks (FastEstimator's name for the devices training).
         mode: "train", "eval" or "test".
         rank, world_size, is_chief: This process's rank, the number of ranks, rank == 0.
         stop_training: Set True in an eval ``on_epoch_end`` to stop after this epoch; it must be
@@ -75,10 +82,14 @@ class System:
         stop_reason: Why, in words; rank 0 prints it after the epoch's line.
     """
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, first_epoch: int = 0, total_epochs: int = 0) -> None:
         self._ctx = ctx
-        self.epoch_idx = 0
+        self.first_epoch = first_epoch
+        self.total_epochs = total_epochs
+        self.num_devices = ctx.size
+        self.epoch_idx = first_epoch
         self.global_step = 0
+        self.batch_idx = first_epoch
         self.mode = "train"
         self.rank = ctx.rank
         self.world_size = ctx.size
