@@ -93,8 +93,11 @@ def check_compatible(saved: dict[str, Any], current: Plan, epochs_done: int, fil
     exactly as ``saved`` planned them.
 
     Only the rank-independent program must match (seed, data, models, and per epoch the
-    global batch, steps, ops, trained models, optimizers, eval), so a run may resume on any
-    number of ranks and with any ``max_rank_batch``. The epochs after the checkpoint are free:
+    global batch, steps, ops, trained models, optimizers with their settings, learning rates,
+    eval), so a run may resume on any number of ranks, with any ``max_rank_batch`` and any
+    ``gradient_compression`` or ``allreduce``. The trained epochs' optimizer settings and
+    rates must match: with other ones the resumed run would not continue the run it resumes
+    (to change a rate from epoch E on, schedule it: ``lr=Scheduler({0: a, E: b})``). The epochs after the checkpoint are free:
     a run may be extended (``epochs=10`` after ``epochs=5``) or its later schedule changed.
 
     Args:
@@ -127,9 +130,11 @@ def check_compatible(saved: dict[str, Any], current: Plan, epochs_done: int, fil
 def _trained_part(plan: dict[str, Any], epochs_done: int) -> dict[str, Any]:
     """The rank-independent part of ``plan`` that decides epochs 0 .. epochs_done - 1."""
     # The data fingerprint is left out: a resume may read a re-exported or extended copy of the
-    # data with the same samples, and checkpoints older than fingerprints have none.
+    # data with the same samples, and checkpoints older than fingerprints have none. So is how
+    # gradients travel (Network gradient_compression, allreduce): like the number of ranks it
+    # decides how each step's sum is communicated (fp16 rounds it), not which update is made.
     part = {k: v for k, v in plan.items()
-            if k not in ("world_size", "epochs", "data_fingerprint")}
+            if k not in ("world_size", "epochs", "data_fingerprint", "network")}
     # Signature epochs up to epochs_done - 1 follow from the values of those epochs alone.
     part["signature_epochs"] = [e for e in plan["signature_epochs"] if e < epochs_done]
     part["epochs"] = [{k: v for k, v in e.items() if k not in _LAYOUT_KEYS}

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from fe_dist import sharding
-from fe_dist.dataset.base import DataSource, LoadPlan
+from fe_dist.dataset.base import STREAM_FINGERPRINT, DataSource, LoadPlan
 from fe_dist.dataset.numpy_dataset import NumpyDataset
 from fe_dist.dataset.tf_dataset import TFDataset
 from fe_dist.distributed import Context, get_context
@@ -178,11 +178,14 @@ class Pipeline:
 
     def fingerprint(self, mode: str) -> str:
         """A cheap hash of split ``mode``: its spec and `FINGERPRINT_ROWS` evenly spaced samples
-        as the source describes them (`DataSource.fingerprint`). Equal on every rank when every
-        host holds the same data; another copy (same count and shapes) almost surely differs."""
+        as the source describes them (`DataSource.fingerprint`; a stream's first samples, in its
+        order, prefixed `STREAM_FINGERPRINT`). Equal on every rank when every host holds the
+        same data; another copy (same count and shapes) almost surely differs."""
         n = self.num_samples(mode)
         rows = np.unique(np.linspace(0, n - 1, min(n, FINGERPRINT_ROWS)).astype(np.int64))
-        return hashlib.blake2b(self.data[mode].fingerprint(rows), digest_size=8).hexdigest()
+        digest = hashlib.blake2b(self.data[mode].fingerprint(rows), digest_size=8).hexdigest()
+        # A stream hashes its first samples: a mismatch is then most likely another order.
+        return digest if self.data[mode].random_access else STREAM_FINGERPRINT + digest
 
     # -- datasets ---------------------------------------------------------------------------------
     def get_train_dataset(self, epoch: int, global_batch: int, ctx: Context | None = None,
@@ -240,8 +243,9 @@ class Pipeline:
 
                 ds = source.load(tf.data.Dataset.range(steps * k), indices_of, plan)
                 first = _train_first(global_batch, start, sizes)
-            self._train[key] = (self._finish(ds, ops, "train", ctx, ("train", key), first),
-                                index_var, plan)
+            fused = int(plan.first_op is not None)
+            self._train[key] = (self._finish(ds, ops, "train", ctx, ("train", key), first,
+                                             fused), index_var, plan)
         ds, index_var, _ = self._train[key]
         index_var.assign(indices)
         self._set_epoch_key(("train", key), seed, epoch)
@@ -259,7 +263,7 @@ class Pipeline:
         ops = self.get_ops(epoch, mode)
         key = (mode, global_batch, ctx.size, ctx.rank, max_batch, cache_key(ops))
         if key not in self._eval:
-            source = self.data[mode]
+            source, fused = self.data[mode], 0
             shard = sharding.eval_shard(len(source), ctx.size, ctx.rank)
             local_batch = max(sharding.per_rank_batch_sizes(global_batch, ctx.size)[ctx.rank], 1)
             if max_batch is not None:
@@ -272,13 +276,14 @@ class Pipeline:
                     .batch(local_batch)
             else:
                 plan, ops = self._load_plan(source, ops, mode, ctx, local_batch)
+                fused = int(plan.first_op is not None)
                 start, stop = shard.start, shard.stop
                 batches = -(-(stop - start) // local_batch)
                 ds = source.load(tf.data.Dataset.range(batches), lambda b: tf.range(
                     start + b * local_batch, tf.minimum(start + (b + 1) * local_batch, stop)),
                     plan)
             self._eval[key] = self._finish(ds, ops, mode, ctx, (mode, key),
-                                           lambda b: shard.start + b * local_batch)
+                                           lambda b: shard.start + b * local_batch, fused)
         self._set_epoch_key((mode, key), seed, epoch)
         return self._eval[key]
 
@@ -298,9 +303,23 @@ class Pipeline:
         if not isinstance(err, tf.errors.OpError):
             return None
         source = self.data[mode]
-        if not source.random_access:
-            return None
         n = len(source)
+        if not source.random_access:
+            held = source.ended_early(err)
+            if held is None:
+                return None
+            k = sharding.micro_batch_count(global_batch, ctx.size, micro_batch) \
+                if mode == "train" else 1
+            where = f"train step {element // k}" if mode == "train" else f"{mode} batch {element}"
+            # Raised on the ranks that reach the end; with the same stream on every rank, all.
+            harm = ("this epoch would train fewer steps than planned (the LR warm-up, "
+                    "global_step and the checkpoint count on them)" if mode == "train" else
+                    f"the {mode} metrics would leave samples out")
+            return ConfigError(
+                f"Epoch {epoch}, {where} (rank {ctx.rank}): the {mode!r} stream ended after "
+                f"{held} samples, but the plan has num_samples={n}, so {harm}. Give "
+                f"num_samples={held} (what every epoch of the stream holds) to TFDataset or "
+                "TFRecordDataset, and make every rank read the same stream")
         if mode == "train":
             indices = sharding.train_indices(n, global_batch, ctx.size, ctx.rank, seed, epoch,
                                              self.train_steps(global_batch))
@@ -324,10 +343,11 @@ class Pipeline:
             self._epoch_keys[cached].assign(epoch_key(seed, cached[0], epoch))
 
     def _finish(self, ds: tf.data.Dataset, ops: list[Op], mode: str, ctx: Context,
-                cached: tuple, first: Any) -> tf.data.Dataset:
+                cached: tuple, first: Any, fused: int = 0) -> tf.data.Dataset:
         """Map ``ops`` over the batches of ``ds``. With NumpyOps, each batch also gets its
         `Draws`: the epoch key (a variable, see ``_epoch_keys``) and ``first(element index)``,
-        the global position of the batch's first sample."""
+        the global position of the batch's first sample. ``fused``: how many of the epoch's
+        ops the source already applied (they still count in each op's draw key)."""
         threads = max(ctx.threads, 1)
         parallel = tf.data.AUTOTUNE if self.autotune else threads
         if needs_draws(ops):
@@ -338,7 +358,7 @@ class Pipeline:
             def augment(element: tf.Tensor, batch: dict) -> dict:
                 size = tf.shape(next(iter(batch.values())), out_type=tf.int64)[0]
                 draws = Draws.for_batch(key_var.read_value(), first(element), size)
-                return run_pipeline_ops(ops, dict(batch), {"mode": mode}, draws)
+                return run_pipeline_ops(ops, dict(batch), {"mode": mode}, draws, fused)
 
             ds = ds.enumerate().map(augment, num_parallel_calls=parallel, deterministic=True)
         elif ops:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -22,6 +23,7 @@ from fe_dist.op.tensorop.loss import LossOp
 from fe_dist.op.tensorop.model import ModelOp
 from fe_dist.schedule import Plan
 from fe_dist.schedule.plan import check_eval_batch
+from fe_dist.trace.adapt import LRScheduler
 from fe_dist.trace.checks import check_trace_keys, check_trace_models
 
 
@@ -112,25 +114,37 @@ def _model_output_classes(model: Any) -> int | None:
 
 
 def check_learning_rates(network: Any, plan: Plan) -> None:
-    """Evaluate each trained model's learning-rate schedule at the first step of every epoch,
-    so a Scheduler gap or a failing LR function stops the run before training, not in it."""
-    step = 0
+    """Refuse a model whose learning rate fe_dist sets each step (``fe.build(lr=...)`` or an
+    `LRScheduler`) while its optimizer holds a Keras ``LearningRateSchedule``, which Keras does
+    not let anyone set (a TypeError at step 0). The rates themselves were computed, and
+    checked, when the plan was built."""
     for entry in plan.epochs:
         for model in network.trained_models(entry.epoch):
-            if model.fe_dist.lr_schedule is None:
+            schedule = model.fe_dist.lr_schedule
+            if schedule is None:
                 continue
-            try:
-                rate = model.fe_dist.lr_schedule.value(entry.epoch, step, entry.global_batch)
-            except ConfigError:
-                raise
-            except Exception as err:  # the user's LR function
-                raise ConfigError(f"Epoch {entry.epoch}: the learning rate of model "
-                                  f"{model.model_name!r} failed: {type(err).__name__}: {err}. "
-                                  "Fix its LRSchedule.") from err
-            if not rate >= 0:
-                raise ConfigError(f"Epoch {entry.epoch}: the learning rate of model "
-                                  f"{model.model_name!r} is {rate!r}; it must be a number >= 0.")
-        step += entry.steps
+            opt = model.fe_dist.optimizer_at(entry.epoch)
+            keras_schedule = _keras_lr_schedule(opt)
+            if keras_schedule is None:
+                continue
+            source, drop = (("an LRScheduler trace", "the LRScheduler")
+                            if LRScheduler.installed(schedule)
+                            else ("fe.build(lr=...)", "lr=... from fe.build"))
+            raise ConfigError(
+                f"Epoch {entry.epoch}: model {model.model_name!r} has two learning-rate "
+                f"schedules: its optimizer {type(opt).__name__} was made with a Keras "
+                f"{type(keras_schedule).__name__} as learning_rate, and {source} sets the rate "
+                "before every step (Keras refuses that: its rate is then not settable). Drop "
+                f"one: {drop} (the Keras schedule then sets the rate, counting the optimizer's "
+                "own steps), or give the optimizer a float learning_rate.")
+
+
+def _keras_lr_schedule(opt: Any) -> Any:
+    """The Keras ``LearningRateSchedule`` ``opt`` (or the optimizer a LossScaleOptimizer wraps)
+    was made with, or None."""
+    inner = getattr(opt, "inner_optimizer", opt)
+    rate = getattr(inner, "_learning_rate", None)
+    return rate if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) else None
 
 
 def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context,

@@ -206,7 +206,8 @@ def test_mpi4py_sub_communicator(tmp_path, single, backend):
 
 @pytest.mark.parametrize("case,kind,words", [
     ("plan", "DistributedError", ["epoch 1", "'global_batch'", "rank 0 has 64"]),
-    ("data", "DistributedError", ["'data' differs", "'samples': 200", "'samples': 199"]),
+    ("data", "DistributedError", ["'data'['train']['samples'] differs", "rank 0 has 200",
+                                  "this rank has 199"]),
     ("content", "DistributedError", ["the 'train' data differs", "other content",
                                      "data fingerprint", "copy of the data", "on host"]),
     ("batch", "ConfigError", ["Epoch 1", "global batch size 1", "2 ranks"]),

@@ -126,13 +126,22 @@ def test_resume_refuses_a_changed_epoch_that_was_trained(tmp_path):
         _estimator(4, batch=Scheduler({0: 16, 1: 32}), ckpt=tmp_path).fit(resume=True)
 
 
-def test_resume_refuses_a_longer_run_whose_warmup_spans_the_trained_epochs(tmp_path):
-    # Warm-up over 3 epochs: in a 2-epoch run it spans 12 steps, in a 4-epoch run 18, so the
-    # rates of the trained epochs would not be the longer run's.
-    _estimator(2, batch=16, ckpt=tmp_path, lr=LRSchedule(0.01, warmup_epochs=3)).fit()
-    with pytest.raises(ConfigError, match=r"'lr_warmup_steps' differs: the checkpoint has "
-                                          r"\{'m': 12\}, this program has \{'m': 18\}"):
-        _estimator(4, batch=16, ckpt=tmp_path,
+def test_resume_refuses_a_run_whose_warmup_spans_the_trained_epochs_otherwise(tmp_path):
+    # Warm-up over 3 epochs of 6 steps: 18 steps. A 4-epoch run stops after epoch 1 (its
+    # checkpoint is written); resumed with a larger batch from epoch 2 on, the warm-up would
+    # span 15 steps, so the rates of the trained epochs would not be the resumed run's.
+    # (A warm-up of more epochs than the run has is refused outright: test_plan_checks.)
+    def stop(record):
+        if record.epoch == 1:
+            raise RuntimeError("the job ends")
+
+    first = _estimator(4, batch=16, ckpt=tmp_path, lr=LRSchedule(0.01, warmup_epochs=3))
+    first.on_epoch_end = stop
+    with pytest.raises(RuntimeError, match="the job ends"):
+        first.fit()
+    with pytest.raises(ConfigError, match=r"'lr_warmup_steps'\['m'\] differs: the checkpoint "
+                                          r"has 18, this program has 15"):
+        _estimator(4, batch=Scheduler({0: 16, 2: 32}), ckpt=tmp_path,
                    lr=LRSchedule(0.01, warmup_epochs=3)).fit(resume=True)
     # A warm-up within the trained epochs is the same in any longer run.
     _estimator(2, batch=16, ckpt=tmp_path / "b", lr=LRSchedule(0.01, warmup_epochs=1)).fit()

@@ -11,6 +11,7 @@ import tensorflow as tf
 from fe_dist.errors import ConfigError
 
 IndicesOf = Callable[[tf.Tensor], tf.Tensor]
+STREAM_FINGERPRINT = "stream:"  # starts the fingerprint of a stream's first samples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +84,11 @@ class DataSource:
     def skipped(self) -> int:
         """Samples skipped so far as unreadable (``skip_bad=True``)."""
         return 0
+
+    def ended_early(self, err: BaseException) -> int | None:
+        """For a stream: the samples it held, when ``err`` (raised while reading it) says it
+        ended before its planned length; None otherwise."""
+        return None
 
 
 def row_bytes(sample: np.ndarray) -> bytes:

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fe_dist.determinism import seed_traced_ops
 from fe_dist.errors import ConfigError
 
 MODES = ("train", "eval", "test")
@@ -194,7 +195,9 @@ def _is_faithful(value: Any) -> bool:
 
 
 def run_ops(ops: Sequence[Op], store: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
-    """Run ``ops`` in order on the batch dictionary ``store``, writing their outputs into it."""
+    """Run ``ops`` in order on the batch dictionary ``store``, writing their outputs into it.
+    Random ops they trace draw from this rank's stream (`fe_dist.determinism.seed_traced_ops`)."""
+    seed_traced_ops()
     for op in ops:
         store_outputs(op, op.forward(op_inputs(op, store), state), store)
     return store

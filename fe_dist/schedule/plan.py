@@ -6,13 +6,16 @@ steps, ops and collectives in every epoch.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import numbers
+import weakref
 from typing import Any
 
 from fe_dist import sharding
 from fe_dist.errors import ConfigError
+from fe_dist.dataset.base import STREAM_FINGERPRINT
 from fe_dist.schedule.lr import warmup_length
 from fe_dist.schedule.scheduler import BaseScheduler, get_signature_epochs
 
@@ -38,6 +41,11 @@ class EpochPlan:
         eval_batch: The global eval batch size (``batch_size={"eval": ...}``; else the train
             batch size); None without an eval split.
         traces: Signatures of the traces active (any mode).
+        optimizer_settings: Per trained model, its optimizer's ``get_config()`` as JSON
+            (hyperparameters, clipping, a Keras LearningRateSchedule's config; without Keras'
+            auto-names, and without ``learning_rate`` when an LRSchedule sets it).
+        learning_rates: Per trained model with an LRSchedule, its rate at the epoch's first and
+            last step.
     """
 
     epoch: int
@@ -60,6 +68,9 @@ class EpochPlan:
     # Samples of the epoch's last, partial global batch, trained as one more step (counted in
     # ``steps``; fe_dist.fe1's drop_last=False); 0: dropped.
     last_batch: int = 0
+    # Defaults, so plans saved before optimizer settings and rates were planned still load.
+    optimizer_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    learning_rates: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,10 +87,13 @@ class Plan:
         signature_epochs: Epochs where something scheduled changes (0 first).
         epochs: One `EpochPlan` per epoch.
         data_fingerprint: Per split, a hash over the shapes, dtypes and a fixed sample of rows
-            (`Pipeline.fingerprint`): ranks on hosts holding different copies of the data (same
-            sample count, other content) disagree here before training.
+            (`Pipeline.fingerprint`; for a stream, its first samples in order): ranks on hosts
+            holding different copies of the data (same sample count, other content), or reading
+            a stream in other orders, disagree here before training.
         adaptive_batch: The settings of the train split's `AdaptiveBatch`, or None. Epochs it
             has not decided yet hold its latest decision; `rebatch` updates them.
+        network: How gradients travel: the Network's ``gradient_compression`` and
+            ``allreduce`` (every rank must run the same collectives).
     """
 
     world_size: int
@@ -94,6 +108,8 @@ class Plan:
     # An AdaptiveBatch's settings (None without one): its decisions are made from reduced
     # values, so ranks agree on them by construction, but only if their settings agree.
     adaptive_batch: dict[str, Any] | None = None
+    # A default, so plans saved before the allreduce settings were planned still load.
+    network: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares
@@ -116,7 +132,9 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
 
     Raises:
         ConfigError: a batch size that is missing, not a positive int, smaller than the number
-            of ranks, or larger than the training set, naming the epoch and the fix.
+            of ranks, or larger than the training set, naming the epoch and the fix; a
+            learning rate that cannot be computed or is negative; a warm-up of more epochs
+            than the run has.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
         raise ConfigError(f"Estimator epochs must be a positive int, got {epochs!r}.")
@@ -152,7 +170,15 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
             "eval_batch": check_eval_batch(pipeline.get_batch_size(epoch, "eval"), epoch,
                                            "eval") if "eval" in pipeline.modes() else None,
             "traces": traces.signatures(epoch) if traces else [],
+            "optimizer_settings": {m.model_name: optimizer_settings(m, epoch)
+                                   for m in network.trained_models(epoch)},
         })
+    _check_warmups(network, epochs)
+    steps = [e["steps"] for e in plan_epochs]
+    for entry in plan_epochs:
+        entry["learning_rates"] = _learning_rates(
+            {m.model_name: m.fe_dist.lr_schedule for m in network.trained_models(entry["epoch"])
+             if m.fe_dist.lr_schedule is not None}, entry["epoch"], entry["global_batch"], steps)
     plan = {
         "world_size": world_size,
         "seed": seed,
@@ -176,6 +202,8 @@ def build_plan(pipeline: Any, network: Any, epochs: int, world_size: int, seed: 
         "epochs": plan_epochs,
         "data_fingerprint": {mode: pipeline.fingerprint(mode) for mode in pipeline.modes()},
         "adaptive_batch": adaptive.config() if adaptive is not None else None,
+        "network": {"gradient_compression": network.gradient_compression,
+                    "allreduce": network.allreduce},
     }
     # Plain JSON types (lists, not tuples), so a plan read back from a checkpoint compares equal.
     return Plan.from_dict(json.loads(json.dumps(plan)))
@@ -205,6 +233,11 @@ def rebatch(plan: Plan, pipeline: Any, epoch: int, max_rank_batch: int | None,
     signature.update(i for i in range(max(epoch, 1), len(epochs))
                      if epochs[i].global_batch != epochs[i - 1].global_batch)
     steps = [e.steps for e in epochs]
+    for i in range(epoch, len(epochs)):  # the rates of the epochs still to run (they follow B)
+        epochs[i] = dataclasses.replace(epochs[i], learning_rates=_learning_rates(
+            {name: lr_schedules[name] for name in epochs[i].learning_rates
+             if name in lr_schedules}, i,
+            epochs[i].global_batch, steps))
     warmups = {name: warmup_length(schedule, steps) for name, schedule in lr_schedules.items()}
     return dataclasses.replace(plan, epochs=epochs, signature_epochs=sorted(signature),
                                lr_warmup_steps={**plan.lr_warmup_steps, **warmups})
@@ -232,6 +265,92 @@ def _as_function(evaluate: Any) -> Any:
         raise ConfigError(f"Estimator evaluate must be True, False or a Scheduler of bools, got "
                           f"{evaluate!r}.")
     return lambda epoch: evaluate
+
+
+# Each optimizer's settings as first planned (see `optimizer_settings`).
+_BUILT_SETTINGS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
+def optimizer_settings(model: Any, epoch: int) -> dict[str, Any]:
+    """The optimizer that updates ``model`` at ``epoch``, as plain JSON: its ``get_config()``
+    (a Keras LearningRateSchedule as its config) without the names Keras numbers by creation
+    order (``sgd_1``), and without ``learning_rate`` when fe_dist's LRSchedule sets it each step
+    (the plan holds those rates instead). Taken once per optimizer, before it first trains:
+    fe_dist sets some rates as it trains (an AdaptiveBatch's lr_rule), and a plan agreed again
+    later (an elastic reset, where a joining rank has fresh optimizers) must hold the same."""
+    opt = model.fe_dist.optimizer_at(epoch)
+    if opt not in _BUILT_SETTINGS:
+        try:
+            _BUILT_SETTINGS[opt] = json_safe(opt.get_config())
+        except (NotImplementedError, TypeError, ValueError):  # a custom optimizer without one
+            _BUILT_SETTINGS[opt] = {"get_config": f"unavailable for {type(opt).__name__}"}
+    config = copy.deepcopy(_BUILT_SETTINGS[opt])
+    if model.fe_dist.lr_schedule is not None:
+        config.pop("learning_rate", None)
+        inner = config.get("inner_optimizer")  # a LossScaleOptimizer's
+        if isinstance(inner, dict) and isinstance(inner.get("config"), dict):
+            inner["config"].pop("learning_rate", None)
+    return config
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as JSON types, equal on every rank for equal values: dict keys "name" dropped
+    (Keras' auto-names), tuples as lists, anything else by `fe_dist.op.op.describe`."""
+    from fe_dist.op.op import describe  # ops import the schedule package
+
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items() if k != "name"}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return describe(value)
+
+
+def _learning_rates(schedules: dict[str, Any], epoch: int, batch: int,
+                    steps: list[int]) -> dict[str, list[float]]:
+    """Per model name, the rate its `LRSchedule` (in ``schedules``) gives at the first and the
+    last step of ``epoch`` of a run whose epochs have ``steps`` steps."""
+    first = sum(steps[:epoch])
+    return {name: [_rate(name, schedule, epoch, step, batch, steps)
+                   for step in (first, first + steps[epoch] - 1)]
+            for name, schedule in schedules.items()}
+
+
+def _rate(name: str, schedule: Any, epoch: int, step: int, batch: int,
+          steps: list[int]) -> float:
+    """Model ``name``'s scheduled learning rate at global ``step`` of ``epoch``."""
+    try:
+        rate = schedule.value(epoch, step, batch, warmup_length(schedule, steps))
+    except ConfigError:
+        raise
+    except Exception as err:  # the user's LR function
+        raise ConfigError(f"Epoch {epoch}: the learning rate of model {name!r} failed: "
+                          f"{type(err).__name__}: {err}. Fix its LRSchedule.") from err
+    if not rate >= 0:
+        raise ConfigError(f"Epoch {epoch}: the learning rate of model {name!r} is {rate!r}; it "
+                          "must be a number >= 0.")
+    return float(rate)
+
+
+def _check_warmups(network: Any, epochs: int) -> None:
+    """Refuse a warm-up over more epochs than the run has: it would be squeezed into the run
+    (reaching the full rate at its last step), and a longer resumed run could not continue it
+    (its warm-up length is part of the plan)."""
+    for name, model in sorted(network.models.items()):
+        schedule = model.fe_dist.lr_schedule
+        if schedule is not None and schedule.warmup_epochs > epochs:
+            raise ConfigError(
+                f"The warm-up of model {name!r}, LRSchedule(warmup_epochs="
+                f"{schedule.warmup_epochs}), is longer than the run (Estimator epochs={epochs}), "
+                "so it would end at the "
+                f"last step instead of after epoch {schedule.warmup_epochs - 1}. Use "
+                f"warmup_epochs <= {epochs}, or warmup_steps (a fixed number of steps, which "
+                "a longer resumed run continues).")
 
 
 def _optimizer_name(model: Any, epoch: int) -> str:
@@ -303,11 +422,20 @@ def first_difference(reference: Plan | dict[str, Any], local: Plan | dict[str, A
         return (f"{what}{where} differs: {reference_label} has {ref_value!r}, {local_label} has "
                 f"{own_value!r}")
 
-    for key in ("world_size", "seed", "data", "models", "lr_warmup_steps"):
+    for key in ("world_size", "seed", "data", "models", "lr_warmup_steps", "network"):
         if reference.get(key) != local.get(key):
             return differs(f"'{key}'", reference.get(key), local.get(key))
     ref_prints, own_prints = (p.get("data_fingerprint") or {} for p in (reference, local))
     for split in sorted(set(ref_prints) & set(own_prints)):  # an old checkpoint has none
+        if ref_prints[split] != own_prints[split] and \
+                ref_prints[split].startswith(STREAM_FINGERPRINT):
+            return (f"the {split!r} stream yields other samples first (a fingerprint of its "
+                    f"first samples in order: {reference_label} has {ref_prints[split]}, "
+                    f"{local_label} has {own_prints[split]}). Every rank takes its chunk of "
+                    "each global batch of the stream, so every rank must read it in one order: "
+                    "give ds.shuffle and tf.data.Dataset.list_files a seed (seed=..., the same "
+                    "on every rank), do not shard or order it by rank, and make every host "
+                    "hold the same files")
         if ref_prints[split] != own_prints[split]:
             return (f"the {split!r} data differs: same sample count, keys, dtypes and shapes, "
                     f"but other content (data fingerprint: {reference_label} has "
@@ -332,11 +460,18 @@ def _pinpoint(ref: Any, own: Any, context: int = 70) -> tuple[str, Any, Any]:
     """Narrow two differing values to where they differ: the first differing item of two lists
     of one length (an op or trace among the epoch's), then, for two signatures, the text from
     the argument where they part (``BestModelSaver(…save_dir='/tmp/a'…)``), not the whole
-    list. Returns (the item index, or "", the two narrowed values)."""
+    list; in dicts with the same keys, the first key whose values differ. Returns (the item index, or "", the two narrowed values)."""
     where = ""
-    while isinstance(ref, list) and isinstance(own, list) and len(ref) == len(own) and ref:
-        i = next(i for i, (a, b) in enumerate(zip(ref, own)) if a != b)
-        where, ref, own = f"{where}[{i}]", ref[i], own[i]
+    while True:
+        if isinstance(ref, list) and isinstance(own, list) and len(ref) == len(own) and ref:
+            i = next(i for i, (a, b) in enumerate(zip(ref, own)) if a != b)
+            where, ref, own = f"{where}[{i}]", ref[i], own[i]
+        elif isinstance(ref, dict) and isinstance(own, dict) and ref.keys() == own.keys():
+            # A setting among a dict's (an optimizer's momentum): its key, not the whole dict.
+            key = next(k for k in ref if ref[k] != own[k])
+            where, ref, own = f"{where}[{key!r}]", ref[key], own[key]
+        else:
+            break
     if isinstance(ref, str) and isinstance(own, str) and len(ref) + len(own) > 2 * context:
         start = next((i for i, (a, b) in enumerate(zip(ref, own)) if a != b),
                      min(len(ref), len(own)))

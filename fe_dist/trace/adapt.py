@@ -124,6 +124,11 @@ class LRScheduler(Trace):
         self.lr_fn = lr_fn
         self.schedule = LRSchedule(_ByName(lr_fn, names[0], self.first_epoch))
 
+    @staticmethod
+    def installed(schedule: Any) -> bool:
+        """Whether ``schedule`` (a model's `LRSchedule`) came from an LRScheduler."""
+        return isinstance(schedule.base, _ByName)
+
     def install(self) -> None:
         """Make ``lr_fn`` the model's learning-rate schedule (once)."""
         current = self.model.fe_dist.lr_schedule

@@ -19,10 +19,12 @@ def needs_draws(ops: Sequence[Op]) -> bool:
 
 
 def run_pipeline_ops(ops: Sequence[Op], store: dict[str, Any], state: dict[str, Any],
-                     draws: Draws) -> dict[str, Any]:
+                     draws: Draws, first_index: int = 0) -> dict[str, Any]:
     """`run_ops` for a pipeline holding NumpyOps: each NumpyOp runs on the whole batch
-    (`NumpyOp.forward_batch`) with its own stream of ``draws``, keyed by its place in ``ops``."""
-    for index, op in enumerate(ops):
+    (`NumpyOp.forward_batch`) with its own stream of ``draws``, keyed by its place in the
+    epoch's op list: ``first_index`` + its place in ``ops`` (1 when a source applied the
+    first op while decoding, so folders and arrays draw alike)."""
+    for index, op in enumerate(ops, start=first_index):
         if not isinstance(op, NumpyOp):
             run_ops([op], store, state)
             continue
