@@ -29,7 +29,7 @@ from fe_dist.errors import ConfigError
 from fe_dist.learning_rates import lr_setter
 from fe_dist.network import Network
 from fe_dist.pipeline import Pipeline
-from fe_dist.preflight import run_preflight
+from fe_dist.preflight import PreflightTimes, run_preflight
 from fe_dist.progress import Progress
 from fe_dist.run_state import RunState
 from fe_dist.schedule import BaseScheduler, EpochPlan, Plan, check_numbering, resolve
@@ -107,6 +107,8 @@ class Estimator:
         self._progress = Progress(enabled=progress)
         self.plan: Plan | None = None
         self._fit_start = 0.0
+        # Seconds of the last fit's start-up parts (plan, checks, compile), for fe-bench.
+        self.startup_seconds: dict[str, float] = {}
         adaptive = pipeline.adaptive_batch()
         # With an AdaptiveBatch the train steps measure the noise scale, and each epoch's end
         # decides the next one's batch (fe_dist.batch_adaptation).
@@ -242,7 +244,9 @@ class Estimator:
             """Bring every rank to rank 0's plan and state: before training, and again after
             an elastic reset. Every rank runs the same collectives here, whenever it joined."""
             ctx.progress("the plan agreement before training")
+            began_sync = time.perf_counter()
             self.plan = plan = self._agree_on_plan(ctx)
+            planned = time.perf_counter()
             hosts = describe_hosts(ctx.allgather_object(host_label(), name="fe.hosts")
                                    if ctx.size > 1 else [host_label()])
             if ctx.watchdog is not None:
@@ -253,8 +257,11 @@ class Estimator:
                            f"epochs {[e + self.first_epoch for e in plan.signature_epochs]}")
             self._log(ctx, schedule_table(plan, self.first_epoch))
             ctx.progress("the checks and compilation of each schedule phase")
-            together(ctx, "preflight",
-                     lambda: run_preflight(self.pipeline, self.network, plan, ctx, self.traces))
+            times = PreflightTimes()
+            together(ctx, "preflight", lambda: run_preflight(
+                self.pipeline, self.network, plan, ctx, self.traces, times=times))
+            self.startup_seconds = {"plan": planned - began_sync, "checks": times.checks,
+                                    "compile": times.compile}
             resumed = together(ctx, "resume", lambda: run_state.resume(
                 self.checkpoint_dir, plan, self.network, self._helper_models(), self.traces,
                 lambda line: self._log(ctx, line), self._follow if self._adaptation else None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import keras
 import tensorflow as tf
@@ -17,6 +17,12 @@ from fe_dist.op.op import Op, cache_key, run_ops
 from fe_dist.op.tensorop.loss import LossOp
 from fe_dist.op.tensorop.model import ModelOp
 from fe_dist.schedule import BaseScheduler, all_values, get_current_items, scheduled_list
+
+# A trace-time helper without tensor-dependent Python control flow: AutoGraph's conversion
+# of it changed nothing and cost time at every start-up (benchmarks/first_step.py).
+_static_helper = tf.autograph.experimental.do_not_convert
+
+T = TypeVar("T")
 
 Spec = dict[str, tf.TensorSpec]
 
@@ -101,6 +107,11 @@ class Network:
         keys (data or op outputs) the step also returns, for traces (`TrainStep.values`).
         """
         ctx = ctx or get_context()
+        return _batch_free_first(spec, lambda s: self._get_train_step(epoch, s, ctx,
+                                                                       micro_steps, keep))
+
+    def _get_train_step(self, epoch: int, spec: Spec, ctx: Context, micro_steps: int,
+                        keep: tuple[str, ...]) -> "TrainStep":
         ops, models, optimizers, key = self._train_setup(epoch, spec)
         # How the noise scale's small-batch gradients come: each rank's share (or micro-batch),
         # or, on one process without accumulation, the two halves of its batch.
@@ -260,10 +271,16 @@ class Network:
         metric sums plus the sample count; ``keep`` names batch keys it also returns, for
         traces (`EvalStep.values`)."""
         ops = self.get_ops(epoch, mode)
-        key = (mode, cache_key(ops), (), _spec_key(spec), tuple(keep))
-        if key not in self._steps:
-            self._steps[key] = self._compile_eval(key, ops, spec, mode, tuple(keep))
-        return EvalStep(self._steps[key])
+
+        def get(spec: Spec) -> EvalStep:
+            key = (mode, cache_key(ops), (), _spec_key(spec), tuple(keep))
+            if key not in self._steps:
+                self._steps[key] = self._compile_eval(key, ops, spec, mode, tuple(keep))
+            step = EvalStep(self._steps[key])
+            step.get_concrete_function(spec)  # compiles now: a failure falls back below
+            return step
+
+        return _batch_free_first(spec, get)
 
     def _compile_eval(self, key: tuple, ops: list[Op], spec: Spec, mode: str,
                       keep: tuple[str, ...]) -> Callable:
@@ -417,6 +434,7 @@ def _loss_scale(optimizer: keras.optimizers.Optimizer) -> tf.Tensor:
     return tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
 
 
+@_static_helper
 def _model_losses(model: keras.Model) -> tf.Tensor | None:
     """``sum(model.losses)`` in float32 (activity losses of a mixed-precision model are
     float16), or None for a model without any. Read after the forward pass: Keras keeps the
@@ -431,6 +449,7 @@ def model_losses_key(model_name: str) -> str:
     return f"{model_name}_model_losses"
 
 
+@_static_helper
 def _per_sample(store: dict[str, tf.Tensor], key: str, ops: list[Op],
                 batch: dict[str, tf.Tensor]) -> tf.Tensor:
     """The loss values of ``key``, checked (while tracing) to be one per sample: fe_dist sums
@@ -440,7 +459,11 @@ def _per_sample(store: dict[str, tf.Tensor], key: str, ops: list[Op],
     shape = value.shape
     rows = next(iter(batch.values())).shape[0]
     one_per_sample = shape.rank == 1 or (shape.rank == 2 and shape[1] == 1)
-    if not one_per_sample or (rows is not None and shape[0] is not None and shape[0] != rows):
+    # With the batch axis unknown (a batch-free trace), a loss with a known first axis is not
+    # per sample either: it was reduced over the batch to something of fixed length.
+    wrong_rows = shape[0] is not None and (rows is None or shape[0] != rows) \
+        if shape.rank else False
+    if not one_per_sample or wrong_rows:
         writer = next((op for op in reversed(ops) if key in op.outputs), None)
         raise ConfigError(
             f"Loss op {writer} writes loss key {key!r} with shape {shape.as_list()}, but a loss "
@@ -451,11 +474,33 @@ def _per_sample(store: dict[str, tf.Tensor], key: str, ops: list[Op],
     return tf.reshape(value, [-1])
 
 
+@_static_helper
 def metric_name(loss_key: str, name: str) -> str:
     """The record key of metric ``name`` that the loss op writing ``loss_key`` computes, e.g.
     "ce_accuracy": the same whatever other loss ops the epoch runs, and apart from a trace's
     own "accuracy"."""
     return f"{loss_key}_{name}"
+
+
+def batch_free(spec: Spec) -> Spec:
+    """``spec`` with the batch axis unknown, so steps whose batches differ only in size (two
+    schedule phases, the ranks' unequal shares, micro-batches, an eval set's last batch) share
+    one trace."""
+    return {k: tf.TensorSpec([None, *s.shape[1:]], s.dtype, name=s.name)
+            if s.shape.rank else s for k, s in spec.items()}
+
+
+def _batch_free_first(spec: Spec, get: Callable[[Spec], T]) -> T:
+    """``get`` (which compiles a step) on the batch-free spec, or, when the ops do not trace
+    without a known batch size (a model that reshapes by it, say), on ``spec`` itself, which
+    then has its own trace as before."""
+    free = batch_free(spec)
+    if _spec_key(free) == _spec_key(spec):
+        return get(spec)
+    try:
+        return get(free)
+    except Exception:  # noqa: BLE001 - the exact spec says what is wrong, if anything
+        return get(spec)
 
 
 def _spec_key(spec: Spec) -> tuple:

@@ -7,7 +7,9 @@ and the train and eval steps compile (this is also their one trace for the run).
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
 from typing import Any, Callable, Iterable
 
 import keras
@@ -147,15 +149,40 @@ def _keras_lr_schedule(opt: Any) -> Any:
     return rate if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) else None
 
 
+@dataclasses.dataclass
+class PreflightTimes:
+    """Where the seconds of `run_preflight` went (for the time to the first step).
+
+    Attributes:
+        checks: Everything but compiling (keys, shapes, losses, the datasets' set-up).
+        compile: Tracing the train and eval steps.
+    """
+
+    checks: float = 0.0
+    compile: float = 0.0
+
+
 def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context,
-                  traces: Any = None, only: list[tuple[int, str]] | None = None) -> None:
+                  traces: Any = None, only: list[tuple[int, str]] | None = None,
+                  times: PreflightTimes | None = None) -> None:
     """Check and compile every signature epoch of ``plan`` on this rank, with the keys its
     ``traces`` (`fe_dist.trace.runner.Traces`) read and monitor; with ``only``, just those
-    (epoch, mode) pairs (the test split at the epoch an early stop ended on).
+    (epoch, mode) pairs (the test split at the epoch an early stop ended on). ``times``, when
+    given, receives the seconds spent checking and compiling.
 
     Raises:
         ConfigError: naming the epoch, op, key or model, and the fix.
     """
+    times = times if times is not None else PreflightTimes()
+    start, compiled = time.perf_counter(), times.compile
+    try:
+        _run_preflight(pipeline, network, plan, ctx, traces, only, times)
+    finally:
+        times.checks += time.perf_counter() - start - (times.compile - compiled)
+
+
+def _run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context, traces: Any,
+                   only: list[tuple[int, str]] | None, times: PreflightTimes) -> None:
     check_learning_rates(network, plan)
     if traces:
         check_trace_models(traces, network)
@@ -200,10 +227,10 @@ def run_preflight(pipeline: Any, network: Any, plan: Plan, ctx: Context,
             check_losses(network, epoch, keys)
             _trace(lambda: network.get_train_step(epoch, spec, ctx,
                                                   sharding.micro_steps(entry), keep),
-                   epoch, mode)
+                   epoch, mode, times)
         else:
             step = network.get_eval_step(epoch, spec, mode, keep)
-            _trace(lambda: step.get_concrete_function(spec), epoch, mode)
+            _trace(lambda: step.get_concrete_function(spec), epoch, mode, times)
             if traces:
                 check_trace_keys(traces, network, epoch, mode, keys, step.metric_keys(spec))
     if helpers:
@@ -219,9 +246,11 @@ def _element_spec(ds: tf.data.Dataset, keys: set[str], epoch: int,
     return dict(spec)
 
 
-def _trace(compile_step: Callable[[], Any], epoch: int, mode: str) -> None:
+def _trace(compile_step: Callable[[], Any], epoch: int, mode: str,
+           times: PreflightTimes) -> None:
     # Unwatched: compiling runs no collective, so it cannot be a stall, and a large model (or a
     # loaded machine) may compile for longer than the stall timeout.
+    start = time.perf_counter()
     try:
         with get_context().unwatched(f"epoch {epoch} ({mode}): compiling the step"):
             compile_step()
@@ -235,6 +264,8 @@ def _trace(compile_step: Callable[[], Any], epoch: int, mode: str) -> None:
                           f"together: {type(err).__name__}: {key_message(err).rstrip('.')}. "
                           "Check the shapes the pipeline produces against each model and "
                           "loss.") from err
+    finally:
+        times.compile += time.perf_counter() - start
 
 
 def key_message(err: BaseException) -> str:

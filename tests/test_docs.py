@@ -230,11 +230,18 @@ def test_fragments_said_to_be_copies_are_copies():
 
 
 def test_figures_in_docs_are_the_benchmark_outputs():
-    """docs/img holds copies of benchmark figures (mkdocs serves only docs/): the same bytes."""
-    copies = {"scaling.png": REPO / "benchmarks" / "results" / "scaling.png"}
-    for name, source in copies.items():
-        assert (DOCS / "img" / name).read_bytes() == source.read_bytes(), (
-            f"docs/img/{name} differs from {source.relative_to(REPO)}: copy it again")
+    """docs/img holds copies of benchmark figures (mkdocs serves only docs/), named after their
+    path with "/" as "__" (benchmarks__results__localhost__scaling.png): the same bytes, and
+    every copy is shown on a page."""
+    copies = sorted((DOCS / "img").glob("*"))
+    assert copies
+    shown = "".join(page.read_text() for page in PAGES)
+    for copy in copies:
+        source = REPO / copy.name.replace("__", "/")
+        assert source.exists(), f"docs/img/{copy.name}: {source.relative_to(REPO)} is gone"
+        assert copy.read_bytes() == source.read_bytes(), (
+            f"docs/img/{copy.name} differs from {source.relative_to(REPO)}: copy it again")
+        assert f"img/{copy.name}" in shown, f"docs/img/{copy.name} is on no page"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(REPO)) for p in PAGES])

@@ -223,6 +223,25 @@ def test_a_loss_reduced_to_a_scalar_is_refused_before_training():
         assert words in message, (words, message)
 
 
+class ClassMeanLoss(LossOp):
+    """A loss reduced over the batch axis to one value per class: a fixed-length vector that is
+    not per sample either."""
+
+    def per_sample_loss(self, y_true, y_pred):
+        return tf.reduce_mean(-tf.math.log(y_pred + 1e-7), axis=0)
+
+
+def test_a_loss_reduced_over_the_batch_axis_is_refused_with_the_batch_axis_unknown():
+    """Steps are traced with the batch axis unknown; a loss whose first axis is still known
+    (here the 3 classes) cannot be one value per sample, and is refused as before."""
+    network = _classifier_network(ClassMeanLoss(inputs=("y", "p"), outputs="ce"))
+    with pytest.raises(ConfigError) as info:
+        _fit(network)
+    message = str(info.value)
+    for words in ("Epoch 0", "ClassMeanLoss", "'ce'", "shape [3]", "one value per sample"):
+        assert words in message, (words, message)
+
+
 @pytest.mark.parametrize("labels,words", [
     (lambda y: y / 9, ["labels 'y'", "fractional", "truncated"]),
     (lambda y: np.array(["cat", "dog", "owl"])[y], ["labels 'y'", "<U3", "not class indices"]),

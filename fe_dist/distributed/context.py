@@ -25,6 +25,10 @@ import tensorflow as tf
 from fe_dist.distributed.watchdog import Watchdog
 from fe_dist.errors import ConfigError, DistributedError
 
+# A trace-time helper without tensor-dependent Python control flow: AutoGraph's conversion
+# of it changed nothing and cost time at every start-up (benchmarks/first_step.py).
+_static_helper = tf.autograph.experimental.do_not_convert
+
 
 ABORT_EXIT_CODE = 1
 # Set on an exception that `Context.agree` raised on every rank together.
@@ -152,6 +156,7 @@ class Context(abc.ABC):
         sync()
         train(lambda: None)
 
+    @_static_helper
     def allreduce_sum(self, tensors: list[tf.Tensor], name: str) -> list[tf.Tensor]:
         """Element-wise sums over ranks of ``tensors`` (one collective); callable inside
         ``tf.function``. ``name`` must be the same on every rank and unique within a step."""

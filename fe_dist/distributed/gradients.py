@@ -15,16 +15,22 @@ import tensorflow as tf
 
 from fe_dist.distributed.context import Context
 
+# A trace-time helper without tensor-dependent Python control flow: AutoGraph's conversion
+# of it changed nothing and cost time at every start-up (benchmarks/first_step.py).
+_static_helper = tf.autograph.experimental.do_not_convert
+
 
 class Compression:
     """No compression: gradients are summed in their own dtype."""
 
     name: str | None = None
 
+    @_static_helper
     def compress(self, tensor: tf.Tensor) -> tf.Tensor:
         """The tensor to send."""
         return tensor
 
+    @_static_helper
     def decompress(self, tensor: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
         """The received sum, back in the gradient's ``dtype``."""
         return tensor
@@ -36,9 +42,11 @@ class FP16Compression(Compression):
 
     name = "fp16"
 
+    @_static_helper
     def compress(self, tensor: tf.Tensor) -> tf.Tensor:
         return tf.cast(tensor, tf.float16) if tensor.dtype == tf.float32 else tensor
 
+    @_static_helper
     def decompress(self, tensor: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
         return tf.cast(tensor, dtype) if tensor.dtype != dtype else tensor
 
@@ -60,6 +68,7 @@ class TrafficCounters:
             self.tensors = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.bytes = tf.Variable(0, dtype=tf.int64, trainable=False)
 
+    @_static_helper
     def add(self, tensors: Sequence[tf.Tensor]) -> None:
         """Count ``tensors`` (inside a step: a graph update)."""
         self.tensors.assign_add(len(tensors))
@@ -87,6 +96,7 @@ class GradientReducer:
     def __init__(self, compression: Compression, mode: str, counters: TrafficCounters) -> None:
         self.compression, self.mode, self.counters = compression, mode, counters
 
+    @_static_helper
     def __call__(self, ctx: Context, grads: Sequence[tf.Tensor], name: str,
                  extras: Sequence[tf.Tensor] = ()) -> list[tf.Tensor]:
         """The sums over ranks of ``grads`` (no None: leave variables without a gradient out).

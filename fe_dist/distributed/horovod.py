@@ -24,6 +24,10 @@ from fe_dist.errors import ConfigError
 from fe_dist.distributed.pinning import pin
 from fe_dist.distributed.watchdog import Watchdog
 
+# A trace-time helper without tensor-dependent Python control flow: AutoGraph's conversion
+# of it changed nothing and cost time at every start-up (benchmarks/first_step.py).
+_static_helper = tf.autograph.experimental.do_not_convert
+
 
 class HorovodContext(Context):
     """Ranks launched by `horovodrun` or `mpirun`, or the ranks of an mpi4py communicator.
@@ -96,6 +100,7 @@ class HorovodContext(Context):
     def allgather_object(self, obj: Any, name: str) -> list[Any]:
         return hvd.allgather_object(obj, name=name)
 
+    @_static_helper
     def _allreduce_sum(self, tensors: list[tf.Tensor], name: str) -> list[tf.Tensor]:
         return hvd.grouped_allreduce(tensors, op=hvd.Sum, name=name)
 
@@ -203,3 +208,12 @@ def _collective_failures_as_internal_errors() -> Iterator[None]:
         if re.search(r"horovod|gloo", str(err), re.IGNORECASE):
             raise HorovodInternalError(err) from err
         raise
+
+
+def build_info() -> dict[str, str]:
+    """How this Horovod was built: its controllers and GPU collectives (for fe-bench's versions
+    line)."""
+    info = {"horovod_gloo": str(bool(hvd.gloo_built())), "horovod_mpi": str(bool(hvd.mpi_built()))}
+    nccl = hvd.nccl_built()
+    info["horovod_nccl"] = str(nccl) if nccl else "no"
+    return info

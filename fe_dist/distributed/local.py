@@ -9,6 +9,10 @@ import tensorflow as tf
 from fe_dist.distributed.context import Context
 from fe_dist.distributed.pinning import pin
 
+# A trace-time helper without tensor-dependent Python control flow: AutoGraph's conversion
+# of it changed nothing and cost time at every start-up (benchmarks/first_step.py).
+_static_helper = tf.autograph.experimental.do_not_convert
+
 
 class LocalContext(Context):
     """A run of one rank: every collective is the identity."""
@@ -25,6 +29,7 @@ class LocalContext(Context):
     def allgather_object(self, obj: Any, name: str) -> list[Any]:
         return [obj]
 
+    @_static_helper
     def _allreduce_sum(self, tensors: list[tf.Tensor], name: str) -> list[tf.Tensor]:
         return list(tensors)
 

@@ -24,6 +24,10 @@ from fe_dist.distributed.context import ABORT_EXIT_CODE, Context, _write_stderr
 from fe_dist.distributed.pinning import pin
 from fe_dist.distributed.watchdog import Watchdog
 
+# A trace-time helper without tensor-dependent Python control flow: AutoGraph's conversion
+# of it changed nothing and cost time at every start-up (benchmarks/first_step.py).
+_static_helper = tf.autograph.experimental.do_not_convert
+
 # Entries kept in `MPIContext.allreduce_log` (one per MPI_Allreduce; a long run drops the oldest).
 LOG_LENGTH = 100_000
 
@@ -71,6 +75,7 @@ class MPIContext(Context):
     def allgather_object(self, obj: Any, name: str) -> list[Any]:
         return self.comm.allgather(obj)
 
+    @_static_helper
     def _allreduce_sum(self, tensors: list[tf.Tensor], name: str) -> list[tf.Tensor]:
         # One fused buffer per dtype group keeps it to one MPI call. MPI matches calls by order,
         # not name: every rank runs the same plan, and the op is stateful, so TensorFlow keeps

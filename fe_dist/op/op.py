@@ -14,6 +14,10 @@ import tensorflow as tf
 from fe_dist.determinism import seed_traced_ops
 from fe_dist.errors import ConfigError
 
+# A trace-time helper without tensor-dependent Python control flow: AutoGraph's conversion
+# of it changed nothing and cost time at every start-up (benchmarks/first_step.py).
+_static_helper = tf.autograph.experimental.do_not_convert
+
 MODES = ("train", "eval", "test")
 _KEYS = ("inputs", "outputs", "mode")
 
@@ -203,12 +207,14 @@ def run_ops(ops: Sequence[Op], store: dict[str, Any], state: dict[str, Any]) -> 
     return store
 
 
+@_static_helper
 def op_inputs(op: Op, store: dict[str, Any]) -> Any:
     """What ``op`` reads from ``store``: the value of its one input key, or a list of several."""
     data = [store[key] for key in op.inputs]
     return data[0] if len(data) == 1 else data
 
 
+@_static_helper
 def store_outputs(op: Op, out: Any, store: dict[str, Any]) -> None:
     """Write what ``op`` returned into ``store``: one value for one output key, one per key
     (a list or tuple, in order) for several; otherwise a ConfigError."""

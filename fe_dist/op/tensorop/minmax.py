@@ -8,6 +8,10 @@ import tensorflow as tf
 
 from fe_dist.op.tensorop.tensorop import TensorOp, map_inputs
 
+# A trace-time helper without tensor-dependent Python control flow: AutoGraph's conversion
+# of it changed nothing and cost time at every start-up (benchmarks/first_step.py).
+_static_helper = tf.autograph.experimental.do_not_convert
+
 
 class Minmax(TensorOp):
     """Per-sample min-max normalisation: ``(x - min(x)) / max(max(x) - min(x), epsilon)``.
@@ -31,6 +35,7 @@ class Minmax(TensorOp):
                 state: dict[str, Any]) -> tf.Tensor | list[tf.Tensor]:
         return map_inputs(self._minmax, data)
 
+    @_static_helper
     def _minmax(self, x: tf.Tensor) -> tf.Tensor:
         x = tf.cast(x, tf.float32)
         axes = list(range(1, x.shape.rank))

@@ -10,6 +10,10 @@ import tensorflow as tf
 from fe_dist.errors import ConfigError
 from fe_dist.op.tensorop.tensorop import TensorOp
 
+# A trace-time helper without tensor-dependent Python control flow: AutoGraph's conversion
+# of it changed nothing and cost time at every start-up (benchmarks/first_step.py).
+_static_helper = tf.autograph.experimental.do_not_convert
+
 
 class LossOp(TensorOp):
     """Writes one loss value per sample (a vector of length batch) to its output key.
@@ -48,6 +52,7 @@ class LossOp(TensorOp):
         return {}
 
 
+@_static_helper
 def check_label_shapes(op: LossOp, y_true: tf.Tensor, y_pred: tf.Tensor, sparse: bool) -> None:
     """While the step is traced: the labels and predictions of a classification loss have the
     shapes it needs (class indices [batch] or [batch, 1] when ``sparse``, else one row per

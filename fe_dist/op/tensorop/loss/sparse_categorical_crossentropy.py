@@ -11,6 +11,10 @@ import tensorflow as tf
 from fe_dist.errors import ConfigError
 from fe_dist.op.tensorop.loss.loss import LossOp, check_label_shapes
 
+# A trace-time helper without tensor-dependent Python control flow: AutoGraph's conversion
+# of it changed nothing and cost time at every start-up (benchmarks/first_step.py).
+_static_helper = tf.autograph.experimental.do_not_convert
+
 
 class SparseCategoricalCrossentropy(LossOp):
     """Cross-entropy between integer labels and class probabilities (or logits).
@@ -54,6 +58,7 @@ class SparseCategoricalCrossentropy(LossOp):
                               f"(valid labels 0..{classes - 1 if classes else '?'}). Give the "
                               "model one output per class, or fix the labels.")
 
+    @_static_helper
     def _labels(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         """``y_true`` as int64 class indices, checked as the step runs (labels made by ops
         cannot be checked before training): integral, and within the prediction's classes."""
@@ -78,6 +83,7 @@ class SparseCategoricalCrossentropy(LossOp):
         with tf.control_dependencies(checks):
             return tf.identity(labels)
 
+    @_static_helper
     def per_sample_metrics(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> dict[str, tf.Tensor]:
         y_true = self._labels(y_true, y_pred)
         correct = tf.equal(tf.argmax(y_pred, axis=-1), y_true)

@@ -1,0 +1,73 @@
+"""The README's "Benchmarks" tables from fe-bench result directories (results.json).
+
+    .venv/bin/python benchmarks/readme_tables.py benchmarks/results/localhost \
+        benchmarks/results/hosts_horovodrun benchmarks/results/hosts_mpirun
+
+Prints, per directory, a compact throughput table (the full one is the directory's results.md),
+the fitted cost model and the projection.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from fe_dist.bench import costmodel
+
+
+def f(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def tables(path: Path) -> str:
+    data = json.loads((path / "results.json").read_text())
+    meta = data["meta"]
+    ok = [r for r in data["runs"] if r["ok"]]
+    backends = sorted({f"{r['variant']}: {r['backend']}" for r in ok if r["np"] > 1})
+    lines = [f"`{meta['command']}` ({meta['date']}, {meta.get('runtime_s', 0) / 60:.0f} min; "
+             f"{meta.get('machine', '')}; backends at np > 1: {'; '.join(backends) or '-'}; full table: "
+             f"`{path}/results.md`)", "",
+             "| workload | schedule | phase (px, global batch) | np | fe_dist samples/s | "
+             "efficiency | fe / reference | fe / comm-free | step p50 / p95 ms | allreduce MB, "
+             "ms / step | model ms | measured / model |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        lines.append(
+            f"| {r['workload']} | {r['schedule']} | {r['image_size']}, {r['global_batch']} | "
+            f"{r['np']} | {f(r['fe_dist'], '.1f')} | {f(r['efficiency'], '.2f')} | "
+            f"{f(r['fe_over_reference'], '.2f')} | {f(r['fe_over_comm_free'], '.2f')} | "
+            f"{f(r['step_p50_ms'], '.0f')} / {f(r['step_p95_ms'], '.0f')} | "
+            f"{f(r['allreduce_mb_per_step'] if r['np'] > 1 else None, '.2f')}, "
+            f"{f(r['allreduce_ms_per_step'], '.1f')} | {f(r['model_allreduce_ms'], '.1f')} | "
+            f"{f(r['measured_over_model'], '.2f')} |")
+    failed = [r for r in data["runs"] if not r["ok"]]
+    lines += ["", "Failed launches: " + (", ".join(f"{r['workload']} {r['variant']} np={r['np']}"
+                                                  for r in failed) or "none") + "."]
+    model = data["cost_model"]
+    if model:
+        lines += ["", f"Cost model fitted on this run ({model['points']} allreduce timings): "
+                  f"{model['bandwidth'] * 8 / 1e9:.2f} Gb/s, {model['latency'] * 1e6:.0f} µs per "
+                  "round."]
+        if data["projection"]:
+            lines += ["", "**Projection** (fitted terms, np = 1 compute, per-rank batch fixed; not "
+                      "measured): efficiency (samples/s) at " +
+                      " / ".join(map(str, costmodel.PROJECT_TO)) + " workers:", "",
+                      "| workload | schedule | gradient MB | " +
+                      " | ".join(map(str, costmodel.PROJECT_TO)) + " |",
+                      "|---|---|---|" + "---|" * len(costmodel.PROJECT_TO)]
+            for p in data["projection"]:
+                lines.append(f"| {p['workload']} | {p['schedule']} | "
+                             f"{p['gradient_bytes'] / 1e6:.2f} | " + " | ".join(
+                                 f"{p['efficiency'][str(n)]:.2f} "
+                                 f"({p['samples_per_sec'][str(n)]:,.0f})"
+                                 for n in costmodel.PROJECT_TO) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    for arg in sys.argv[1:]:
+        print(tables(Path(arg)))
+
+
+if __name__ == "__main__":
+    main()
