@@ -65,11 +65,11 @@ class Estimator:
             micro-batches of at most this size (as many on every rank) and allreduces once per
             optimizer step; the update equals the one on the whole global batch for models
             without batch statistics (BatchNormalization normalises each micro-batch by its
-            own; see the README). Eval batches are at most this size too.
+            own; see docs/training.md). Eval batches are at most this size too.
         progress: Draw a progress bar on rank 0 during each epoch. None (default): only on a
             terminal and not under mpirun or horovodrun, unless ``FE_DIST_PROGRESS=1`` (or 0).
         traces: `fe_dist.trace.Trace` objects (each may be a Scheduler of traces), run on every
-            rank; see the README's "Traces".
+            rank; see docs/custom.md, "Traces".
     """
 
     first_epoch = 0  # how traces and schedulers number the first epoch: 1 in fe_dist.fe1

@@ -3,7 +3,7 @@
 fe_dist trains a user's Keras model with its own step (ModelOp, loss op, allreduce), so every
 part of ``fit`` that lives outside the model's layers and optimizer has to be mirrored here, or
 refused before training: never trained differently in silence. Checked against Keras' fit by
-tests/conformance/ (README: "Checked against Keras").
+tests/conformance/ (docs/concepts.md, "Checked against Keras").
 
 Mirrored: the end of fit (`finalize`: ``optimizer.finalize_variable_values``, which copies the
 EMA weights into the model under ``use_ema=True``); loss scaling under a global

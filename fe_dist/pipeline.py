@@ -46,8 +46,8 @@ class Pipeline:
         autotune: Let ``tf.data`` autotune map parallelism and prefetch depth. Off by default:
             each rank then maps with its own thread budget (``Context.threads``) and prefetches
             ``PREFETCH`` batches. With one thread per rank the autotuner locked epochs to 2.56 s
-            and was 1.6x slower on the small-model benchmark (README, "Gradient accumulation
-            and the allreduce path"); turn it on for heavy pipelines on a rank with many cores.
+            and was 1.6x slower on the small-model benchmark (docs/benchmarks.md, "The
+            allreduce path"); turn it on for heavy pipelines on a rank with many cores.
     """
 
     def __init__(self, data: dict[str, Any],

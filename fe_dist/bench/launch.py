@@ -96,7 +96,7 @@ def check_reachable(hosts: list[HostSlots], timeout: float = 20.0) -> None:
         failures = [f for f in pool.map(probe, remote) if f]
     if failures:
         raise ConfigError("fe-bench: cannot reach host(s) over ssh (passwordless ssh from this "
-                          "host to every host is needed, see README 'Across hosts'): "
+                          "host to every host is needed, see docs/launching.md): "
                           + "; ".join(failures))
 
 

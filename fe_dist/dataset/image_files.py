@@ -41,7 +41,8 @@ class ImageFileSource(DataSource):
         dct_downscale: Decode JPEGs at 1/2, 1/4 or 1/8 scale when the first op resizes them
             to that or less. None (auto): only when the first file's short side is at least
             ``DCT_MIN_SIDE`` px and twice the target; below that the decode is so cheap that
-            choosing the scale per image costs more than it saves (README, data tables).
+            choosing the scale per image costs more than it saves (docs/benchmarks.md, "Memory
+            and input throughput").
     """
 
     def __init__(self, data_key: str, channels: int | None, skip_bad: bool,

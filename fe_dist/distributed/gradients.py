@@ -52,7 +52,10 @@ class FP16Compression(Compression):
 
 
 COMPRESSIONS: dict[str | None, Compression] = {None: Compression(), "fp16": FP16Compression()}
+"""The gradient compressions by name: None (none) and "fp16" (allreduced as float16)."""
 ALLREDUCE_MODES = ("grouped", "per_tensor")
+"""The `Network(allreduce=...)` modes: "grouped" (one collective for all of a model's gradients)
+or "per_tensor" (one collective per gradient)."""
 
 
 class TrafficCounters:

@@ -6,7 +6,7 @@ means: epochs, steps and ``batch_idx`` count from 1, ``fe.build(model_fn=, optim
 with ``UpdateOp``, ``CrossEntropy(inputs=("y_pred", "y"))``, ``Pipeline(train_data=, ...)``.
 It is a translation layer over fe_dist's one engine (the same plan, sharding, collectives and
 checks), not a second one; fe_dist's own API (epochs from 0) stays as it is, and a program
-mixing the two numberings is refused before training (README "FastEstimator 1.x programs").
+mixing the two numberings is refused before training (docs/porting.md).
 """
 
 from fe_dist.fe1 import architecture, backend, dataset, op, schedule, trace, util

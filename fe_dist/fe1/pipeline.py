@@ -33,7 +33,8 @@ class Pipeline(_Pipeline):
             batch as one more step, its loss averaged over its own samples, as FastEstimator
             does. It is dropped (with a warning) where it has fewer samples than ranks, the
             training data is a stream, or under ``max_rank_batch`` or ``train_steps_per_epoch``.
-        pad_value, collate_fn: Not supported (None only).
+        pad_value: Not supported (None only).
+        collate_fn: Not supported (None only).
         autotune: As `fe_dist.Pipeline`.
     """
 

@@ -34,7 +34,7 @@ class LRSchedule:
         warmup_epochs: Linear warm-up length in epochs (step-wise inside them); give at most one
             of the two.
 
-    Example:
+    Examples:
         >>> LRSchedule(1e-3, reference_batch=32).value(epoch=2, step=500, global_batch=128)
         0.004
     """

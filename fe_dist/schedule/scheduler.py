@@ -50,7 +50,7 @@ class Scheduler(BaseScheduler[T]):
         epoch_dict: ``{epoch: value}`` with non-negative int epochs and at least one value that is
             not None.
 
-    Example:
+    Examples:
         >>> bs = Scheduler({0: 32, 2: 64})
         >>> [bs.get_current_value(e) for e in range(4)]
         [32, 32, 64, 64]
@@ -99,7 +99,7 @@ class EpochScheduler(Scheduler[T]):
     epoch; here it starts ``a`` in the second epoch (epoch 1), and epoch 0 has no value (None:
     a scheduled op is off). Subtract 1 from each key when porting a FastEstimator 1.x program.
 
-    Example:
+    Examples:
         >>> bs = EpochScheduler({0: 32, 2: 64})
         >>> [bs.get_current_value(e) for e in range(4)]
         [32, 32, 64, 64]
@@ -126,7 +126,7 @@ class RepeatScheduler(BaseScheduler[T]):
     Args:
         repeat_list: The values of one cycle; None switches a scheduled op off for that epoch.
 
-    Example:
+    Examples:
         >>> s = RepeatScheduler([32, 64])
         >>> [s.get_current_value(e) for e in range(5)]
         [32, 64, 32, 64, 32]

@@ -187,8 +187,22 @@ def _divide(numerator: Any, denominator: Any) -> Any:
 
 
 class Precision(_ClassificationMetric):
-    __doc__ = ("Precision, tp / (tp + fp), over the whole set.\n\n"
-               + _ClassificationMetric.__doc__.split("\n\n", 1)[1])
+    """Precision, tp / (tp + fp), over the whole set.
+
+    As FastEstimator (which calls scikit-learn with ``average='binary'`` for a binary prediction
+    and ``average=None`` otherwise): by default a binary prediction gives the score of class 1
+    and a multi-class one the per-class scores (an array, recorded as a list); ``average``
+    "micro", "macro" or "weighted" gives one number instead. A class with no predicted (or no
+    true) sample scores 0.
+
+    Args:
+        true_key: The key of the labels (class indices or one-hot).
+        pred_key: The key of the predictions (scores per class, or one probability).
+        mode: The modes it runs in.
+        output_name: The key it writes (default "precision").
+        average: None, "binary", "micro", "macro" or "weighted" (see above).
+    """
+
     _default_name = "precision"
 
     @staticmethod
@@ -197,8 +211,22 @@ class Precision(_ClassificationMetric):
 
 
 class Recall(_ClassificationMetric):
-    __doc__ = ("Recall, tp / (tp + fn), over the whole set.\n\n"
-               + _ClassificationMetric.__doc__.split("\n\n", 1)[1])
+    """Recall, tp / (tp + fn), over the whole set.
+
+    As FastEstimator (which calls scikit-learn with ``average='binary'`` for a binary prediction
+    and ``average=None`` otherwise): by default a binary prediction gives the score of class 1
+    and a multi-class one the per-class scores (an array, recorded as a list); ``average``
+    "micro", "macro" or "weighted" gives one number instead. A class with no predicted (or no
+    true) sample scores 0.
+
+    Args:
+        true_key: The key of the labels (class indices or one-hot).
+        pred_key: The key of the predictions (scores per class, or one probability).
+        mode: The modes it runs in.
+        output_name: The key it writes (default "recall").
+        average: None, "binary", "micro", "macro" or "weighted" (see above).
+    """
+
     _default_name = "recall"
 
     @staticmethod
@@ -207,8 +235,22 @@ class Recall(_ClassificationMetric):
 
 
 class F1Score(_ClassificationMetric):
-    __doc__ = ("F1, 2 tp / (2 tp + fp + fn), over the whole set.\n\n"
-               + _ClassificationMetric.__doc__.split("\n\n", 1)[1])
+    """F1, 2 tp / (2 tp + fp + fn), over the whole set.
+
+    As FastEstimator (which calls scikit-learn with ``average='binary'`` for a binary prediction
+    and ``average=None`` otherwise): by default a binary prediction gives the score of class 1
+    and a multi-class one the per-class scores (an array, recorded as a list); ``average``
+    "micro", "macro" or "weighted" gives one number instead. A class with no predicted (or no
+    true) sample scores 0.
+
+    Args:
+        true_key: The key of the labels (class indices or one-hot).
+        pred_key: The key of the predictions (scores per class, or one probability).
+        mode: The modes it runs in.
+        output_name: The key it writes (default "f1_score").
+        average: None, "binary", "micro", "macro" or "weighted" (see above).
+    """
+
     _default_name = "f1_score"
 
     @staticmethod
@@ -369,6 +411,7 @@ class AUC(Trace):
 
 
 AUCScore = AUC  # FastEstimator's name (fastestimator.trace.metric.AUCScore)
+"""FastEstimator's name for `AUC` (the same class)."""
 
 __all__ = ["AUC", "AUCScore", "Accuracy", "ConfusionMatrix", "F1Score", "Precision", "Recall",
            "roc_auc"]

@@ -16,6 +16,7 @@ class NumpyDataset(numpy_dataset.NumpyDataset):
 
     Args:
         data: {key: array}.
+        name: What error messages call it.
     """
 
     def __init__(self, data: Mapping[str, Any], name: str = "NumpyDataset") -> None:

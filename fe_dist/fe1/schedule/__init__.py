@@ -27,7 +27,7 @@ class EpochScheduler(_engine.Scheduler):
     Args:
         epoch_dict: ``{epoch: value}``, int epochs >= 1.
 
-    Example:
+    Examples:
         >>> s = EpochScheduler({1: "a", 3: "b", 4: None, 100: "c"})
         >>> [s.get_current_value(e) for e in (1, 2, 3, 4, 99, 100)]
         ['a', 'a', 'b', None, None, 'c']
@@ -61,7 +61,7 @@ class RepeatScheduler(_engine.RepeatScheduler):
     """A list of values that repeats by epoch, epochs counted from 1: epoch e takes
     ``repeat_list[(e - 1) % len]`` (FastEstimator 1.x).
 
-    Example:
+    Examples:
         >>> s = RepeatScheduler(["a", "b", "c"])
         >>> [s.get_current_value(e) for e in range(1, 6)]
         ['a', 'b', 'c', 'a', 'b']

@@ -24,7 +24,7 @@ def cosine_decay(time: int, cycle_length: int, init_lr: float, min_lr: float = 1
         cycle_multiplier: Growth of the cycle length per cycle (an int >= 1).
         warmup: Rise linearly from 0 to ``init_lr`` before ``start``.
 
-    Example:
+    Examples:
         >>> cosine_decay(5, cycle_length=10, init_lr=0.01, min_lr=0.0)
         0.005
     """

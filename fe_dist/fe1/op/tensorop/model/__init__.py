@@ -17,7 +17,7 @@ class UpdateOp(TensorOp):
 
     The update itself is fe_dist's: each rank's share of the loss over the global batch plus
     ``sum(model.losses)`` weighted by its share, gradients summed over ranks, one optimizer
-    step per global batch (see the README's "What happens on N ranks").
+    step per global batch (see docs/concepts.md, "What happens on N ranks").
 
     Args:
         model: A model made by ``fe.build``.
