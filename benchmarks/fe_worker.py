@@ -11,16 +11,14 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
-import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import workloads  # noqa: E402
 
 import fe_dist as fe  # noqa: E402
-from fe_dist.distributed import COMPRESSIONS, GradientReducer, TrafficCounters  # noqa: E402
+from fe_dist.bench.worker import time_gradient_allreduce  # noqa: E402
 from fe_dist.op.tensorop import Resize, Scale  # noqa: E402
 from fe_dist.op.tensorop.loss import SparseCategoricalCrossentropy  # noqa: E402
 from fe_dist.op.tensorop.model import ModelOp  # noqa: E402
@@ -55,25 +53,6 @@ def build_estimator(name: str, tiny: bool, compression: str | None = None,
                         verbose=False)
 
 
-def time_allreduce(ctx, model, reps: int) -> float:
-    """Seconds per grouped allreduce of ``model``'s gradients (zeros of the same shapes)."""
-    grads = [tf.zeros_like(v) for v in model.trainable_variables]
-    reducer = GradientReducer(COMPRESSIONS[None], "grouped", TrafficCounters())
-
-    @tf.function
-    def reduce_once():
-        return reducer(ctx, grads, name=f"fe.bench.{model.model_name}")
-
-    for _ in range(3):
-        reduce_once()
-    ctx.barrier()
-    start = time.perf_counter()
-    for _ in range(reps):
-        out = reduce_once()
-    out[0].numpy()
-    return (time.perf_counter() - start) / reps
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workload", required=True, choices=sorted(workloads.WORKLOADS))
@@ -90,7 +69,7 @@ def main() -> None:
     est.max_rank_batch = args.max_rank_batch
     summary = est.fit()
     models = est.network.models
-    allreduce = {name: time_allreduce(ctx, m, 5 if args.tiny else 50)
+    allreduce = {name: time_gradient_allreduce(ctx, m, 5 if args.tiny else 50)
                  for name, m in sorted(models.items())}
     if ctx.is_chief:
         result = {

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from fe_dist.bench import costmodel
+from fe_dist.bench import costmodel, report
 
 
 def f(value: float | None, fmt: str) -> str:
@@ -52,15 +52,7 @@ def tables(path: Path) -> str:
             lines += ["", "**Projection** (fitted terms, np = 1 compute, per-rank batch fixed; not "
                       "measured): efficiency (samples/s) at " +
                       " / ".join(map(str, costmodel.PROJECT_TO)) + " workers:", "",
-                      "| workload | schedule | gradient MB | " +
-                      " | ".join(map(str, costmodel.PROJECT_TO)) + " |",
-                      "|---|---|---|" + "---|" * len(costmodel.PROJECT_TO)]
-            for p in data["projection"]:
-                lines.append(f"| {p['workload']} | {p['schedule']} | "
-                             f"{p['gradient_bytes'] / 1e6:.2f} | " + " | ".join(
-                                 f"{p['efficiency'][str(n)]:.2f} "
-                                 f"({p['samples_per_sec'][str(n)]:,.0f})"
-                                 for n in costmodel.PROJECT_TO) + " |")
+                      *report.projection_table(data["projection"])]
     return "\n".join(lines) + "\n"
 
 

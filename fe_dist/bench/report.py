@@ -225,16 +225,7 @@ def markdown(data: dict[str, Any]) -> str:
             lines += ["**Projection** (not measured: the fitted terms and the np=1 compute of each "
                       "schedule's last phase, per-rank batch fixed), efficiency (samples/s) at "
                       + " / ".join(map(str, costmodel.PROJECT_TO)) + " workers:", "",
-                      "| workload | schedule | gradient MB | " +
-                      " | ".join(str(n) for n in costmodel.PROJECT_TO) + " |",
-                      "|---|---|---|" + "---|" * len(costmodel.PROJECT_TO)]
-            for p in data["projection"]:
-                lines.append(f"| {p['workload']} | {p['schedule']} | "
-                             f"{p['gradient_bytes'] / 1e6:.2f} | " + " | ".join(
-                                 f"{p['efficiency'][str(n)]:.2f} "
-                                 f"({p['samples_per_sec'][str(n)]:,.0f})"
-                                 for n in costmodel.PROJECT_TO) + " |")
-            lines.append("")
+                      *projection_table(data["projection"]), ""]
     else:
         lines += ["No cost model: no fe_dist run on more than one rank measured allreduces.", ""]
     startup = [r for r in ok if r.startup]
@@ -253,6 +244,19 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"- {r.workload or '?'} {r.variant or '?'} {r.scaling} np={r.np}: "
                      + error_summary(r.error))
     return "\n".join(lines) + "\n"
+
+
+def projection_table(projected: list[dict[str, Any]]) -> list[str]:
+    """The markdown rows of the projection: efficiency (samples/s) per workload and size."""
+    lines = ["| workload | schedule | gradient MB | " +
+             " | ".join(str(n) for n in costmodel.PROJECT_TO) + " |",
+             "|---|---|---|" + "---|" * len(costmodel.PROJECT_TO)]
+    for p in projected:
+        lines.append(f"| {p['workload']} | {p['schedule']} | {p['gradient_bytes'] / 1e6:.2f} | "
+                     + " | ".join(f"{p['efficiency'][str(n)]:.2f} "
+                                  f"({p['samples_per_sec'][str(n)]:,.0f})"
+                                  for n in costmodel.PROJECT_TO) + " |")
+    return lines
 
 
 def error_summary(error: str) -> str:
