@@ -56,7 +56,7 @@ class BatchAdaptation:
 
     def reset(self) -> None:
         """Forget every decision and measurement: a new run starts at the initial batch."""
-        self.adaptive.set_state({})
+        self.adaptive.take_decisions({})
         self.noise.set_state([0.0, 0.0, 0.0, 0])
 
     def end_epoch(self, record: EpochRecord, plan: Plan, pipeline: Any,
@@ -71,8 +71,7 @@ class BatchAdaptation:
                max_rank_batch: int | None, network: Network) -> Plan:
         """Take the decisions ``records`` hold (and the one their last noise scale makes for
         the next epoch); return ``plan`` with them."""
-        self.adaptive.set_state({"decisions": {r.epoch: r.global_batch for r in records
-                                               if r.epoch > 0}})
+        self.adaptive.take_decisions({r.epoch: r.global_batch for r in records if r.epoch > 0})
         if records:
             for record in records[:-1]:
                 self.adaptive.noise_scales[record.epoch] = record.noise_scale

@@ -118,16 +118,11 @@ class AdaptiveBatch(BaseScheduler[int]):
             return (noise / self.initial + 1.0) / (noise / batch + 1.0)
         return 1.0
 
-    def get_state(self) -> dict[str, Any]:
-        """Its decisions and measurements, for checkpoints: a resumed run (on any number of
-        ranks) continues with the same batches."""
-        return {"decisions": {str(k): v for k, v in self.decisions.items()},
-                "noise_scales": {str(k): v for k, v in self.noise_scales.items()}}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore what `get_state` returned."""
-        self.decisions = {int(k): int(v) for k, v in state.get("decisions", {}).items()}
-        self.noise_scales = {int(k): v for k, v in state.get("noise_scales", {}).items()}
+    def take_decisions(self, decisions: dict[int, int]) -> None:
+        """Hold ``decisions`` (epoch -> batch) and forget every measurement: the run rebuilds
+        them from its records (a resume, a rollback, a joining rank) or starts anew (empty)."""
+        self.decisions = {int(k): int(v) for k, v in decisions.items()}
+        self.noise_scales = {}
 
     def __repr__(self) -> str:
         return f"AdaptiveBatch({', '.join(f'{k}={v!r}' for k, v in self.config().items())})"
