@@ -1,7 +1,7 @@
 """The README's "Benchmarks" tables from fe-bench result directories (results.json).
 
-    .venv/bin/python benchmarks/readme_tables.py benchmarks/results/localhost \
-        benchmarks/results/hosts_horovodrun benchmarks/results/hosts_mpirun
+    .venv/bin/python benchmarks/readme_tables.py benchmarks/results/localhost_* \
+        benchmarks/results/hosts_*
 
 Prints, per directory, a compact throughput table (the full one is the directory's results.md),
 the fitted cost model and the projection.
@@ -28,18 +28,21 @@ def tables(path: Path) -> str:
     lines = [f"`{meta['command']}` ({meta['date']}, {meta.get('runtime_s', 0) / 60:.0f} min; "
              f"{meta.get('machine', '')}; backends at np > 1: {'; '.join(backends) or '-'}; full table: "
              f"`{path}/results.md`)", "",
-             "| workload | schedule | phase (px, global batch) | np | fe_dist samples/s | "
+             "| workload | schedule | phase (px, global batch) | np | rounds | fe_dist samples/s | "
              "efficiency | fe / reference | fe / comm-free | step p50 / p95 ms | allreduce MB, "
-             "ms / step | model ms | measured / model |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "ms / step | model ms | measured / model | measured / model (np=1 compute) |",
+             "|" + "---|" * 14]
     for r in data["rows"]:
         lines.append(
             f"| {r['workload']} | {r['schedule']} | {r['image_size']}, {r['global_batch']} | "
-            f"{r['np']} | {f(r['fe_dist'], '.1f')} | {f(r['efficiency'], '.2f')} | "
-            f"{f(r['fe_over_reference'], '.2f')} | {f(r['fe_over_comm_free'], '.2f')} | "
+            f"{r['np']} | {r['rounds']} | {f(r['fe_dist'], '.1f')} | {f(r['efficiency'], '.2f')} | "
+            f"{report.ratio_text(r['fe_over_reference'], r['fe_over_reference_range'])} | "
+            f"{report.ratio_text(r['fe_over_comm_free'], r['fe_over_comm_free_range'])} | "
             f"{f(r['step_p50_ms'], '.0f')} / {f(r['step_p95_ms'], '.0f')} | "
             f"{f(r['allreduce_mb_per_step'] if r['np'] > 1 else None, '.2f')}, "
             f"{f(r['allreduce_ms_per_step'], '.1f')} | {f(r['model_allreduce_ms'], '.1f')} | "
-            f"{f(r['measured_over_model'], '.2f')} |")
+            f"{f(r['measured_over_model'], '.2f')} | {f(r['measured_over_model_np1'], '.2f')} |")
+    lines += ["", *goals(data["rows"])]
     failed = [r for r in data["runs"] if not r["ok"]]
     lines += ["", "Failed launches: " + (", ".join(f"{r['workload']} {r['variant']} np={r['np']}"
                                                   for r in failed) or "none") + "."]
@@ -54,6 +57,22 @@ def tables(path: Path) -> str:
                       " / ".join(map(str, costmodel.PROJECT_TO)) + " workers:", "",
                       *report.projection_table(data["projection"])]
     return "\n".join(lines) + "\n"
+
+
+def goals(rows: list[dict]) -> list[str]:
+    """The issue's goals in one line each: the lowest and median phase ratio at np > 1."""
+    out = []
+    for key, what in (("fe_over_reference", "fe_dist / reference"),
+                      ("fe_over_comm_free", "fe_dist / comm-free"),
+                      ("measured_over_model", "measured / model")):
+        for np_ in sorted({r["np"] for r in rows if r["np"] > 1}):
+            values = sorted(r[key] for r in rows if r["np"] == np_ and r[key] is not None)
+            if values:
+                median = values[len(values) // 2] if len(values) % 2 else \
+                    (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+                out.append(f"- {what} at np = {np_}: phases {values[0]:.2f}-{values[-1]:.2f}, "
+                           f"median {median:.2f} ({len(values)} phases)")
+    return out
 
 
 def main() -> None:

@@ -158,6 +158,11 @@ def test_gpu_dry_run_prints_the_launch_commands():
     assert proc.returncode == 0, proc.stderr
     assert "-np 8 -H gpu1:4,gpu2:4" in proc.stdout and "-x NCCL_SOCKET_IFNAME" in proc.stdout
     assert "--mca btl_tcp_if_include eth1" in proc.stdout
+    # --repeats: every size's variants again, round after round.
+    proc, _ = fe_bench(["--np", "1,2", "--repeats", "2", "--dry-run"], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    variants = [line.split("--variant ")[1].split()[0] for line in proc.stdout.splitlines()]
+    assert variants == ["fe_dist", "reference", "comm_free"] * 4
 
 
 def test_gpu_worker_on_a_cpu_host_says_so():
@@ -203,3 +208,36 @@ def test_results_survive_a_launcher_that_splits_and_interleaves_lines():
     assert [r.rank for r in parse_lines(a[:-1] + b)] == [1]
     joined = [a[0] + b[0], *a[1:], *b[1:]]  # two ranks' parts on one line
     assert [r.rank for r in parse_lines(joined)] == [0, 1]
+
+
+def test_report_takes_medians_and_each_rounds_own_ratio():
+    """With --repeats, a figure is the median over rounds and a ratio the median of the rounds'
+    own ratios (a drifting machine moves both launches of a round together); the cost model's
+    compute is the communication-free bound's mean step at the same np."""
+    from fe_dist.bench import report
+    from fe_dist.bench.results import PhaseResult, RunResult
+
+    def run(variant, np_, round_, rate, nbytes=0.0):
+        batch = 8 * np_
+        phase = PhaseResult("fixed", 0, 28, batch, 8, 10, batch / rate, batch / rate * 1.5,
+                            rate, nbytes, 0.02 if nbytes else None)
+        return RunResult(variant, "lenet", "weak", np_, ["cmd"], True, phases=[phase],
+                         peak_memory_mb=[100.0] * np_, round=round_)
+    runs = [run("fe_dist", 1, 0, 100.0), run("reference", 1, 0, 110.0),
+            run("fe_dist", 1, 1, 200.0), run("reference", 1, 1, 180.0),
+            run("fe_dist", 1, 2, 150.0), run("reference", 1, 2, 150.0),
+            run("fe_dist", 2, 0, 128.0, 1e6), run("comm_free", 2, 0, 160.0)]
+    model = costmodel.CostModel(bandwidth=4e7, latency=0.0, points=2)  # 1 MB on 2: 25 ms
+    one, two = report.rows(runs, model)
+    assert one.rounds == 3 and one.fe_dist == 150.0 and one.reference == 150.0
+    assert one.fe_over_reference == pytest.approx(1.0)  # the median of 0.909, 1.111, 1.0
+    assert one.fe_over_reference_range == pytest.approx([100 / 110, 200 / 180])
+    assert two.efficiency == pytest.approx(128.0 / (2 * 150.0))
+    assert two.model_allreduce_ms == pytest.approx(25.0)
+    # comm-free at np=2: 16 samples in 0.1 s; plus 25 ms: 128 samples/s, what fe_dist ran at.
+    assert two.model_samples_per_sec == pytest.approx(128.0)
+    assert two.measured_over_model == pytest.approx(1.0)
+    # np=1 compute: 8 samples at 150/s = 53.3 ms per step, plus 25 ms.
+    assert two.model_np1_samples_per_sec == pytest.approx(16 / (8 / 150 + 0.025))
+    md = report.markdown(report.build(runs, {}))
+    assert "| 1.00 [0.91, 1.11] |" in md

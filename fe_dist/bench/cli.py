@@ -111,6 +111,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_per_workload, default=None,
                    help="steps of the largest-batch phase (default: per workload, CPU/GPU)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per phase")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="rounds of every size's launches, the variants interleaved in each "
+                        "round; the report gives medians and each ratio's median over the "
+                        "rounds (a shared machine drifts by tens of per cent in minutes)")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads per rank (FE_DIST_THREADS; default: cores / ranks "
                         "per host)")
@@ -143,13 +147,16 @@ def resolved_sizes(args: argparse.Namespace, workload: str) -> tuple[int, int]:
     return _for(args.batch, workload) or batch, _for(args.steps, workload) or steps
 
 
-def launches(args: argparse.Namespace) -> list[tuple[str, str, str, int]]:
-    """(workload, variant, scaling, np) in run order; np=1 once (weak and strong coincide)."""
+def launches(args: argparse.Namespace) -> list[tuple[str, str, str, int, int]]:
+    """(workload, variant, scaling, np, round) in run order; np=1 once (weak and strong
+    coincide). The rounds of one size follow each other, each round running every variant, so
+    a ratio of two variants compares launches minutes apart at most."""
     out = []
     for workload in args.workload:
         for np_ in sorted(set(args.np)):
-            for scaling in (args.scaling[:1] if np_ == 1 else args.scaling):
-                out += [(workload, v, scaling, np_) for v in args.variants]
+            for round_ in range(args.repeats):
+                for scaling in (args.scaling[:1] if np_ == 1 else args.scaling):
+                    out += [(workload, v, scaling, np_, round_) for v in args.variants]
     return out
 
 
@@ -168,14 +175,16 @@ def run(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     for w in args.workload:
         get_workload(w)
+    if args.repeats < 1:
+        raise ConfigError(f"fe-bench --repeats {args.repeats}: give 1 or more rounds.")
     hosts = bl.parse_hosts(args.hosts or f"localhost:{max(args.np)}")
     for np_ in args.np:
         bl.hosts_for(hosts, np_, args.spread)
     spec = bl.LaunchSpec(launcher=args.launcher, hosts=hosts, interface=args.network_interface,
                          gpu=args.gpu, threads=args.threads,
                          extra=tuple(shlex.split(args.launcher_args)), spread=args.spread)
-    plan = [(w, v, s, n, bl.command(spec, n, worker_args(args, w, v, s)))
-            for w, v, s, n in launches(args)]
+    plan = [(w, v, s, n, r, bl.command(spec, n, worker_args(args, w, v, s)))
+            for w, v, s, n, r in launches(args)]
     if args.dry_run:
         env = " ".join(f"{k}={v}" for k, v in bl.launch_env(spec).items())
         for *_, cmd in plan:
@@ -185,12 +194,13 @@ def run(argv: list[str] | None = None) -> int:
     bl.check_reachable(hosts)
     out = Path(args.out)
     runs: list[RunResult] = []
-    for workload, variant, scaling, np_, cmd in plan:
-        name = f"{workload}_{variant}_{scaling}_np{np_}"
+    for workload, variant, scaling, np_, round_, cmd in plan:
+        name = f"{workload}_{variant}_{scaling}_np{np_}" + (f"_r{round_}" if args.repeats > 1
+                                                             else "")
         print(f"[fe-bench] {name}: {shlex.join(cmd)}", flush=True)
         result = bl.run(cmd, spec, np_, args.timeout, out / "logs" / f"{name}.log")
         result.variant, result.workload = result.variant or variant, result.workload or workload
-        result.scaling = result.scaling or scaling
+        result.scaling, result.round = result.scaling or scaling, round_
         if result.ok:
             best = max((p.samples_per_sec for p in result.phases), default=0)
             print(f"[fe-bench] {name}: ok in {result.wall_seconds:.0f} s "

@@ -5,31 +5,42 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import statistics
 from pathlib import Path
 from typing import Any
 
 from fe_dist.bench import costmodel
-from fe_dist.bench.results import RunResult
+from fe_dist.bench.results import PhaseResult, RunResult
 
 
 @dataclasses.dataclass
 class Row:
     """One phase of one workload, schedule and scaling at one world size, every variant.
 
+    With ``--repeats`` each figure is the median over the rounds, and a ratio is the median of
+    the rounds' own ratios (the two launches of one round ran minutes apart at most).
+
     Attributes:
         workload, schedule, scaling, np, phase, image_size, global_batch, rank_batch: What ran.
+        rounds: fe_dist launches that ran this phase (``--repeats``).
         fe_dist: fe_dist's samples/s (None: failed or not run).
         per_device: fe_dist's samples/s per rank.
         efficiency: fe_dist's samples/s over np x its samples/s at np=1 (same phase).
         reference: The hand-written Horovod loop's samples/s.
         comm_free: The communication-free bound's samples/s.
         fe_over_reference, fe_over_comm_free: Ratios (the headline on a shared machine).
+        fe_over_reference_range, fe_over_comm_free_range: The lowest and highest round's ratio.
         step_p50_ms, step_p95_ms: fe_dist's step time percentiles.
         allreduce_mb_per_step: Gradient megabytes allreduced per step per rank.
         allreduce_ms_per_step: One allreduce of the phase's gradients alone.
         model_allreduce_ms: The fitted cost model's time for that allreduce.
-        model_samples_per_sec: The cost model's samples/s (np=1 compute + model allreduce).
+        model_samples_per_sec: The cost model's samples/s: the communication-free bound's mean
+            step time at this np (the compute, measured in the same run) plus the model's
+            allreduce, no overlap.
         measured_over_model: fe_dist's samples/s over the model's.
+        model_np1_samples_per_sec, measured_over_model_np1: The same with the compute of one
+            rank alone (fe_dist at np=1, scaled to this per-rank batch), the projection's
+            assumption; below 1 where ranks share cores and so compute slower than one alone.
         peak_memory_mb: The largest peak memory of fe_dist's ranks.
     """
 
@@ -41,6 +52,7 @@ class Row:
     image_size: int
     global_batch: int
     rank_batch: int
+    rounds: int = 0
     fe_dist: float | None = None
     per_device: float | None = None
     efficiency: float | None = None
@@ -48,6 +60,8 @@ class Row:
     comm_free: float | None = None
     fe_over_reference: float | None = None
     fe_over_comm_free: float | None = None
+    fe_over_reference_range: list[float] | None = None
+    fe_over_comm_free_range: list[float] | None = None
     step_p50_ms: float | None = None
     step_p95_ms: float | None = None
     allreduce_mb_per_step: float | None = None
@@ -55,6 +69,8 @@ class Row:
     model_allreduce_ms: float | None = None
     model_samples_per_sec: float | None = None
     measured_over_model: float | None = None
+    model_np1_samples_per_sec: float | None = None
+    measured_over_model_np1: float | None = None
     peak_memory_mb: float | None = None
 
 
@@ -62,13 +78,31 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def _find(runs: list[RunResult], variant: str, workload: str, scaling: str,
-          np_: int) -> RunResult | None:
-    for r in runs:
-        if r.ok and r.variant == variant and r.workload == workload and r.np == np_ and \
-                (r.scaling == scaling or np_ == 1):
-            return r
-    return None
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _rounds(runs: list[RunResult], variant: str, workload: str, scaling: str,
+            np_: int) -> dict[int, RunResult]:
+    """The variant's ok launches at this size, by round."""
+    return {r.round: r for r in runs
+            if r.ok and r.variant == variant and r.workload == workload and r.np == np_ and
+            (r.scaling == scaling or np_ == 1)}
+
+
+def _phases(rounds: dict[int, RunResult], schedule: str, index: int) -> dict[int, PhaseResult]:
+    """The phase in each round that ran it."""
+    return {k: p for k, r in rounds.items() if (p := r.phase(schedule, index)) is not None}
+
+
+def _paired(a: dict[int, PhaseResult], b: dict[int, PhaseResult]) -> list[float]:
+    """a's samples/s over b's, round by round."""
+    return [a[k].samples_per_sec / b[k].samples_per_sec for k in sorted(a) if k in b]
+
+
+def _step_seconds(phases: dict[int, PhaseResult]) -> float | None:
+    """The median round's mean step time (global batch / samples/s, as samples/s is taken)."""
+    return _median([p.global_batch / p.samples_per_sec for p in phases.values()])
 
 
 def fit_cost_model(runs: list[RunResult]) -> costmodel.CostModel | None:
@@ -88,41 +122,46 @@ def rows(runs: list[RunResult], model: costmodel.CostModel | None) -> list[Row]:
                   key=lambda k: (k[0], k[1], k[2]))
     out = []
     for workload, scaling, np_ in keys:
-        fe = _find(runs, "fe_dist", workload, scaling, np_)
-        base = _find(runs, "fe_dist", workload, scaling, 1)
-        ref = _find(runs, "reference", workload, scaling, np_)
-        free = _find(runs, "comm_free", workload, scaling, np_)
-        shape = fe or ref or free
+        fe, base, ref, free = (_rounds(runs, v, workload, scaling, n) for v, n in (
+            ("fe_dist", np_), ("fe_dist", 1), ("reference", np_), ("comm_free", np_)))
+        shape = next((r for group in (fe, ref, free) for r in group.values()), None)
         if shape is None:
             continue
         for p in shape.phases:
             row = Row(workload, p.schedule, scaling, np_, p.phase, p.image_size, p.global_batch,
                       p.rank_batch)
-            fp = fe.phase(p.schedule, p.phase) if fe else None
-            if fp is not None:
-                row.fe_dist = fp.samples_per_sec
-                row.per_device = fp.samples_per_sec / np_
-                row.step_p50_ms, row.step_p95_ms = fp.step_p50 * 1e3, fp.step_p95 * 1e3
-                row.allreduce_mb_per_step = fp.allreduce_bytes_per_step / 1e6
-                if fp.allreduce_seconds is not None:
-                    row.allreduce_ms_per_step = fp.allreduce_seconds * 1e3
-                row.peak_memory_mb = max(fe.peak_memory_mb)
-            bp = base.phase(p.schedule, p.phase) if base else None
-            if fp is not None and bp is not None:
-                row.efficiency = fp.samples_per_sec / (np_ * bp.samples_per_sec)
-            rp = ref.phase(p.schedule, p.phase) if ref else None
-            cp = free.phase(p.schedule, p.phase) if free else None
-            row.reference = rp.samples_per_sec if rp else None
-            row.comm_free = cp.samples_per_sec if cp else None
-            row.fe_over_reference = _ratio(row.fe_dist, row.reference)
-            row.fe_over_comm_free = _ratio(row.fe_dist, row.comm_free)
-            if model is not None and fp is not None and bp is not None and np_ > 1:
-                comm = model.allreduce_seconds(fp.allreduce_bytes_per_step, np_)
+            fp, bp, rp, cp = (_phases(g, p.schedule, p.phase) for g in (fe, base, ref, free))
+            row.rounds = len(fp)
+            row.fe_dist = _median([x.samples_per_sec for x in fp.values()])
+            row.reference = _median([x.samples_per_sec for x in rp.values()])
+            row.comm_free = _median([x.samples_per_sec for x in cp.values()])
+            for name, other in (("reference", rp), ("comm_free", cp)):
+                paired = _paired(fp, other)
+                setattr(row, f"fe_over_{name}", _median(paired))
+                setattr(row, f"fe_over_{name}_range", [min(paired), max(paired)] if paired
+                        else None)
+            if fp:
+                row.per_device = row.fe_dist / np_
+                row.step_p50_ms = _median([x.step_p50 for x in fp.values()]) * 1e3
+                row.step_p95_ms = _median([x.step_p95 for x in fp.values()]) * 1e3
+                row.allreduce_mb_per_step = next(iter(fp.values())).allreduce_bytes_per_step / 1e6
+                row.allreduce_ms_per_step = _median([x.allreduce_seconds * 1e3 for x in
+                                                     fp.values() if x.allreduce_seconds])
+                row.peak_memory_mb = max(max(r.peak_memory_mb) for r in fe.values())
+            if fp and bp:
+                row.efficiency = row.fe_dist / (np_ * _median([x.samples_per_sec
+                                                               for x in bp.values()]))
+            if model is not None and fp and np_ > 1:
+                comm = model.allreduce_seconds(row.allreduce_mb_per_step * 1e6, np_)
                 row.model_allreduce_ms = comm * 1e3
-                # Compute at this phase's per-rank batch, from np=1 seconds per sample.
-                compute = bp.step_p50 / bp.rank_batch * fp.rank_batch
-                row.model_samples_per_sec = p.global_batch / (compute + comm)
-                row.measured_over_model = fp.samples_per_sec / row.model_samples_per_sec
+                if cp:
+                    row.model_samples_per_sec = p.global_batch / (_step_seconds(cp) + comm)
+                    row.measured_over_model = row.fe_dist / row.model_samples_per_sec
+                if bp:
+                    one = next(iter(bp.values()))
+                    compute = _step_seconds(bp) / one.rank_batch * p.rank_batch
+                    row.model_np1_samples_per_sec = p.global_batch / (compute + comm)
+                    row.measured_over_model_np1 = row.fe_dist / row.model_np1_samples_per_sec
             out.append(row)
     return out
 
@@ -147,7 +186,7 @@ def projection(all_rows: list[Row], model: costmodel.CostModel | None) -> list[d
                            r.phase == row.phase and r.np > 1 and r.allreduce_mb_per_step), None)
         if not grad_bytes:
             continue
-        compute = row.step_p50_ms / 1e3
+        compute = row.global_batch / row.fe_dist  # the mean step, as samples/s is taken
         out.append({
             "workload": row.workload, "schedule": row.schedule, "phase": row.phase,
             "rank_batch": row.rank_batch, "gradient_bytes": grad_bytes,
@@ -198,21 +237,24 @@ def markdown(data: dict[str, Any]) -> str:
               "timed steps; a step's time is its slowest rank's). Efficiency: samples/s over np x "
               "the np=1 samples/s of the same phase (weak: the per-rank batch fixed; strong: the "
               "global batch fixed). Reference: the hand-written Horovod loop; comm-free: that "
-              "loop without the allreduce.", "",
-              "| workload | schedule | scaling | phase (px, global batch) | np | fe_dist | per "
-              "device | efficiency | reference | fe / reference | comm-free | fe / comm-free | "
+              "loop without the allreduce. With several rounds: medians over the rounds, and "
+              "each ratio the median of the rounds' own ratios [lowest, highest].", "",
+              "| workload | schedule | scaling | phase (px, global batch) | np | rounds | fe_dist | "
+              "per device | efficiency | reference | fe / reference | comm-free | fe / comm-free | "
               "step p50 / p95 ms | allreduce MB/step | allreduce ms/step | model ms | "
-              "measured / model | peak MB |", "|" + "---|" * 18]
+              "measured / model | measured / model (np=1 compute) | peak MB |", "|" + "---|" * 20]
     for r in (Row(**d) for d in data["rows"]):
         lines.append(
             f"| {r.workload} | {r.schedule} | {r.scaling} | {r.image_size}, {r.global_batch} | "
-            f"{r.np} | {_f(r.fe_dist, '.1f')} | {_f(r.per_device, '.1f')} | "
+            f"{r.np} | {r.rounds} | {_f(r.fe_dist, '.1f')} | {_f(r.per_device, '.1f')} | "
             f"{_f(r.efficiency, '.2f')} | {_f(r.reference, '.1f')} | "
-            f"{_f(r.fe_over_reference, '.2f')} | {_f(r.comm_free, '.1f')} | "
-            f"{_f(r.fe_over_comm_free, '.2f')} | {_f(r.step_p50_ms, '.1f')} / "
-            f"{_f(r.step_p95_ms, '.1f')} | {_f(r.allreduce_mb_per_step, '.2f')} | "
-            f"{_f(r.allreduce_ms_per_step, '.2f')} | {_f(r.model_allreduce_ms, '.2f')} | "
-            f"{_f(r.measured_over_model, '.2f')} | {_f(r.peak_memory_mb)} |")
+            f"{ratio_text(r.fe_over_reference, r.fe_over_reference_range)} | "
+            f"{_f(r.comm_free, '.1f')} | "
+            f"{ratio_text(r.fe_over_comm_free, r.fe_over_comm_free_range)} | "
+            f"{_f(r.step_p50_ms, '.1f')} / {_f(r.step_p95_ms, '.1f')} | "
+            f"{_f(r.allreduce_mb_per_step, '.2f')} | {_f(r.allreduce_ms_per_step, '.2f')} | "
+            f"{_f(r.model_allreduce_ms, '.2f')} | {_f(r.measured_over_model, '.2f')} | "
+            f"{_f(r.measured_over_model_np1, '.2f')} | {_f(r.peak_memory_mb)} |")
     model = data["cost_model"]
     lines.append("")
     if model:
@@ -220,7 +262,10 @@ def markdown(data: dict[str, Any]) -> str:
                   f"measurements): bandwidth {model['bandwidth'] * 8 / 1e9:.2f} Gb/s, latency "
                   f"{model['latency'] * 1e6:.0f} µs per round; t = 2(N-1)/N · bytes / bandwidth + "
                   "2(N-1) · latency, no overlap. 'model' columns above: that allreduce time, and "
-                  "samples/s = global batch / (np=1 compute at the per-rank batch + it).", ""]
+                  "measured / model with the model's samples/s = global batch / (compute + that "
+                  "allreduce), the compute being the communication-free bound's mean step at "
+                  "the same np, or (last column) fe_dist's at np=1 scaled to the per-rank batch, "
+                  "as the projection assumes.", ""]
         if data["projection"]:
             lines += ["**Projection** (not measured: the fitted terms and the np=1 compute of each "
                       "schedule's last phase, per-rank batch fixed), efficiency (samples/s) at "
@@ -244,6 +289,15 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"- {r.workload or '?'} {r.variant or '?'} {r.scaling} np={r.np}: "
                      + error_summary(r.error))
     return "\n".join(lines) + "\n"
+
+
+def ratio_text(value: float | None, spread: list[float] | None) -> str:
+    """``0.98 [0.95, 1.02]``: a ratio and its rounds' range (the range only with 2+ rounds)."""
+    if value is None:
+        return "–"
+    if not spread or spread[0] == spread[1]:
+        return f"{value:.2f}"
+    return f"{value:.2f} [{spread[0]:.2f}, {spread[1]:.2f}]"
 
 
 def projection_table(projected: list[dict[str, Any]]) -> list[str]:

@@ -171,6 +171,7 @@ class RunResult:
         startup: Rank 0's start-up seconds.
         allreduce_probe: Rank-wise slowest [bytes, seconds] of the probe.
         versions: Rank 0's.
+        round: Which round of ``--repeats`` this launch was (0 for the first).
     """
 
     variant: str
@@ -190,6 +191,7 @@ class RunResult:
     startup: dict[str, float] = dataclasses.field(default_factory=dict)
     allreduce_probe: list[list[float]] = dataclasses.field(default_factory=list)
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    round: int = 0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunResult":
