@@ -64,3 +64,26 @@ def test_unwatched_disarms_the_watchdog_and_rearms_it():
     with ctx.unwatched("outside fit"):
         pass
     assert not ctx.watchdog.armed  # stays as it was
+
+
+def test_mpi_backend_on_one_rank_calls_no_mpi_allreduce():
+    """``mpirun -np 1`` (fe-bench's np=1 baseline under mpirun): the sum over one rank is the
+    tensor itself, with no numpy copy and no MPI_Allreduce per step."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    code = (
+        "import tensorflow as tf, fe_dist as fe\n"
+        "ctx = fe.distributed.init()\n"
+        "assert ctx.backend == 'mpi' and ctx.size == 1, (ctx.backend, ctx.size)\n"
+        "f = tf.function(lambda x: ctx.allreduce_sum([x, 2 * x], name='g'))\n"
+        "a, b = f(tf.ones([3]))\n"
+        "assert a.numpy().tolist() == [1.0] * 3 and b.numpy().tolist() == [2.0] * 3\n"
+        "print('calls', len(ctx.allreduce_log))\n")
+    env = {**os.environ, "FE_DIST_BACKEND": "mpi", "PYTHONPATH": str(REPO),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-2:] == ["calls", "0"], proc.stdout

@@ -80,6 +80,10 @@ class MPIContext(Context):
         # One fused buffer per dtype group keeps it to one MPI call. MPI matches calls by order,
         # not name: every rank runs the same plan, and the op is stateful, so TensorFlow keeps
         # program order between reductions in a step.
+        if self.size == 1:
+            # The sum over one rank: no copy through numpy and MPI (`mpirun -np 1`, the
+            # baseline of a scaling run, trains at the single process's speed).
+            return list(tensors)
         dtype = tensors[0].dtype
         if any(t.dtype != dtype for t in tensors):
             return [self._allreduce_sum([t], name)[0] for t in tensors]
