@@ -99,12 +99,17 @@ def test_report_mode_reads_a_users_job_log(lenet_run, tmp_path):
     """``fe-bench report`` on the output of a job launched by someone else (here: the log of
     one of the launches above) makes the same rows."""
     _, out, data = lenet_run
-    proc, _ = fe_bench(["report", str(out / "logs" / "lenet_fe_dist_weak_np2.log"),
-                        "--out", str(tmp_path)], timeout=120)
+    log = str(out / "logs" / "lenet_fe_dist_weak_np2.log")
+    proc, _ = fe_bench(["report", log, "--out", str(tmp_path)], timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     mine = json.loads((tmp_path / "results.json").read_text())
     expected = [r for r in data["rows"] if r["np"] == 2 and r["scaling"] == "weak"]
     assert [r["fe_dist"] for r in mine["rows"]] == [r["fe_dist"] for r in expected]
+    # Two jobs of the same variant and size are two rounds of it.
+    proc, _ = fe_bench(["report", log, log, "--out", str(tmp_path / "twice")], timeout=120)
+    twice = json.loads((tmp_path / "twice" / "results.json").read_text())
+    assert [r["rounds"] for r in twice["rows"]] == [2] * len(expected)
+    assert [r["fe_dist"] for r in twice["rows"]] == [r["fe_dist"] for r in expected]
 
 
 def test_resnets_tiny(tmp_path):

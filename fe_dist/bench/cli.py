@@ -225,7 +225,8 @@ def run(argv: list[str] | None = None) -> int:
 
 def report_mode(argv: list[str]) -> int:
     """``fe-bench report LOG... --out DIR``: figures from jobs run under another launcher (each
-    log holds one job's output: every rank's result line)."""
+    log holds one job's output: every rank's result line; several jobs of one variant and size
+    are taken as rounds, as with ``--repeats``)."""
     p = argparse.ArgumentParser(prog="fe-bench report", description=report_mode.__doc__)
     p.add_argument("logs", nargs="+")
     p.add_argument("--out", default="fe-bench-results")
@@ -239,6 +240,10 @@ def report_mode(argv: list[str]) -> int:
                        "\n".join(lines[-30:]))
         if not ranks:
             result.error = f"{log}: no FE_BENCH_RESULT line (did the job fail?)\n{result.error}"
+        # Several logs of one variant and size are rounds of it (as --repeats makes them).
+        result.round = sum((r.variant, r.workload, r.scaling, r.np) ==
+                           (result.variant, result.workload, result.scaling, result.np)
+                           for r in runs)
         runs.append(result)
     data = report.build(runs, {"date": datetime.date.today().isoformat(),
                                "command": "fe-bench report " + shlex.join(argv),
