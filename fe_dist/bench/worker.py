@@ -141,7 +141,7 @@ def run_fe_dist(args: argparse.Namespace) -> None:
     """The workload as fe_dist programs (fixed, then progressive schedule) on this rank."""
     import fe_dist as fe
     from fe_dist.bench import workloads as wl
-    from fe_dist.bench.results import PhaseTiming, RankResult
+    from fe_dist.bench.results import PhaseTiming, RankResult, print_results
     from fe_dist.distributed.context import host_label
     from fe_dist.op.tensorop import Resize, Scale
     from fe_dist.op.tensorop.loss import SparseCategoricalCrossentropy
@@ -210,12 +210,7 @@ def run_fe_dist(args: argparse.Namespace) -> None:
                         device=ctx.device, threads=ctx.threads,
                         peak_memory_mb=peak_memory_mb(ctx.device), phases=phases,
                         startup=startup, allreduce_probe=probe, versions=versions(backend))
-    ctx.barrier()
-    for line in result.lines():
-        print(line, flush=True)
-    # Open MPI dropped a 4-rank job's last lines when ranks exited at once (not verified
-    # that this pause is enough).
-    time.sleep(1)
+    print_results(ctx.allgather_object(result, "fe_bench.result"), ctx.rank)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -47,7 +47,7 @@ def launcher_ranks() -> tuple[int, int, int, int]:
 def run_reference(args: argparse.Namespace, import_start: float) -> None:
     """One rank of the reference (``args.variant == "reference"``) or communication-free loop.
 
-    Prints this rank's `fe_dist.bench.results.RankResult` line.
+    Rank 0 prints every rank's `fe_dist.bench.results.RankResult`.
     """
     from fe_dist.distributed.pinning import pin
 
@@ -64,7 +64,7 @@ def run_reference(args: argparse.Namespace, import_start: float) -> None:
     import tensorflow as tf
 
     from fe_dist.bench import workloads as wl
-    from fe_dist.bench.results import PhaseTiming, RankResult
+    from fe_dist.bench.results import PhaseTiming, RankResult, print_results
     from fe_dist.bench.worker import peak_memory_mb, versions
     from fe_dist.distributed.context import host_label
     imported = time.perf_counter() - import_start
@@ -134,10 +134,12 @@ def run_reference(args: argparse.Namespace, import_start: float) -> None:
                         rank=rank, size=size, host=host_label(), backend=backend, device=device,
                         threads=threads, peak_memory_mb=peak_memory_mb(device), phases=phases,
                         startup=startup, versions=versions(backend))
-    if communicate:
-        hvd.join()
-    for line in result.lines():
-        print(line, flush=True)
-    # Open MPI dropped a 4-rank job's last lines when ranks exited at once (not verified
-    # that this pause is enough).
-    time.sleep(1)
+    if size > 1:
+        if not communicate:
+            # Started only now, after the timed steps, to gather the results to rank 0.
+            import horovod.tensorflow as hvd
+            hvd.init()
+        everyone = hvd.allgather_object(result, name="fe_bench.result")
+    else:
+        everyone = [result]
+    print_results(everyone, rank)
