@@ -3,13 +3,15 @@
     .venv/bin/python benchmarks/readme_tables.py benchmarks/results/localhost_* \
         benchmarks/results/hosts_*
 
-Prints, per directory, a compact throughput table (the full one is the directory's results.md),
+Prints one summary of the goals over every directory (the README's), then, per directory, a
+compact throughput table (the full one is the directory's results.md),
 the fitted cost model and the projection.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -59,25 +61,53 @@ def tables(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+GOALS = (("fe_over_reference", "fe_dist / reference"),
+         ("fe_over_comm_free", "fe_dist / comm-free"),
+         ("measured_over_model", "measured / model"))
+
+
+def spread(rows: list[dict], key: str, np_: int) -> tuple[float, float, float] | None:
+    """(lowest, median, highest) of a ratio over the phases at ``np_``; None if none has it."""
+    values = [r[key] for r in rows if r["np"] == np_ and r[key] is not None]
+    return (min(values), statistics.median(values), max(values)) if values else None
+
+
 def goals(rows: list[dict]) -> list[str]:
-    """The issue's goals in one line each: the lowest and median phase ratio at np > 1."""
+    """The issue's goals in one line each: the lowest, median and highest phase ratio per np."""
     out = []
-    for key, what in (("fe_over_reference", "fe_dist / reference"),
-                      ("fe_over_comm_free", "fe_dist / comm-free"),
-                      ("measured_over_model", "measured / model")):
-        for np_ in sorted({r["np"] for r in rows if r["np"] > 1}):
-            values = sorted(r[key] for r in rows if r["np"] == np_ and r[key] is not None)
-            if values:
-                median = values[len(values) // 2] if len(values) % 2 else \
-                    (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
-                out.append(f"- {what} at np = {np_}: phases {values[0]:.2f}-{values[-1]:.2f}, "
-                           f"median {median:.2f} ({len(values)} phases)")
+    for key, what in GOALS:
+        for np_ in sorted({r["np"] for r in rows}):
+            found = spread(rows, key, np_)
+            if found:
+                n = sum(1 for r in rows if r["np"] == np_ and r[key] is not None)
+                out.append(f"- {what} at np = {np_}: phases {found[0]:.2f}-{found[2]:.2f}, "
+                           f"median {found[1]:.2f} ({n} phases)")
     return out
 
 
+def summary(paths: list[Path]) -> str:
+    """One table over every result directory: per set and np, each goal's ratio as the median
+    over the phases with the lowest and highest phase (the README's headline)."""
+    lines = ["| set | np | rounds | " + " | ".join(what for _, what in GOALS) + " |",
+             "|" + "---|" * (3 + len(GOALS))]
+    for path in paths:
+        rows = json.loads((path / "results.json").read_text())["rows"]
+        for np_ in sorted({r["np"] for r in rows}):
+            cells = []
+            for key, _ in GOALS:
+                found = spread(rows, key, np_)
+                cells.append("–" if found is None else
+                             f"{found[1]:.2f} ({found[0]:.2f}-{found[2]:.2f})")
+            rounds = min(r["rounds"] for r in rows if r["np"] == np_)
+            lines.append(f"| {path.name} | {np_} | {rounds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
-    for arg in sys.argv[1:]:
-        print(tables(Path(arg)))
+    paths = [Path(arg) for arg in sys.argv[1:]]
+    print(summary(paths))
+    for path in paths:
+        print(tables(path))
 
 
 if __name__ == "__main__":
