@@ -27,9 +27,9 @@ def tables(path: Path) -> str:
     meta = data["meta"]
     ok = [r for r in data["runs"] if r["ok"]]
     backends = sorted({f"{r['variant']}: {r['backend']}" for r in ok if r["np"] > 1})
-    lines = [f"`{meta['command']}` ({meta['date']}, {meta.get('runtime_s', 0) / 60:.0f} min; "
-             f"{meta.get('machine', '')}; backends at np > 1: {'; '.join(backends) or '-'}; full table: "
-             f"`{path}/results.md`)", "",
+    lines = [f"`{meta['command']}` (finished {meta['date']}, "
+             f"{meta.get('runtime_s', 0) / 60:.0f} min; {meta.get('machine', '')}; backends at "
+             f"np > 1: {'; '.join(backends) or '-'}; full table: `{path}/results.md`)", "",
              "| workload | schedule | phase (px, global batch) | np | rounds | fe_dist samples/s | "
              "efficiency | fe / reference | fe / comm-free | step p50 / p95 ms | allreduce MB, "
              "ms / step | model ms | measured / model | measured / model (np=1 compute) |",

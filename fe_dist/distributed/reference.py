@@ -8,8 +8,9 @@ is fe_dist's averaging), and warm-up steps left out of the timing. It trains the
 input ops and per-rank batch as the fe_dist program (`fe_dist.bench.workloads`), so the ratio of
 the two is fe_dist's own cost.
 
-``comm_free`` is the same loop skipping the allreduce, with Horovod not started (rank and size
-from the launcher's environment): the communication-free bound of the run.
+``comm_free`` is the same loop skipping the allreduce, with Horovod not started before its timed
+steps are over (rank and size from the launcher's environment; Horovod then only gathers the
+results to rank 0): the communication-free bound of the run.
 
 It lives here, not in `fe_dist.bench`, because it imports Horovod (this package is the only
 place in fe_dist that does); it uses nothing of fe_dist's training code: only the workload
