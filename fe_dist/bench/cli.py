@@ -225,7 +225,7 @@ def run(argv: list[str] | None = None) -> int:
 
 def report_mode(argv: list[str]) -> int:
     """``fe-bench report LOG... --out DIR``: figures from jobs run under another launcher (each
-    log holds one job's output: every rank's result line; several jobs of one variant and size
+    log holds one job's output: rank 0's lines with every rank's result; several jobs of one variant and size
     are taken as rounds, as with ``--repeats``)."""
     p = argparse.ArgumentParser(prog="fe-bench report", description=report_mode.__doc__)
     p.add_argument("logs", nargs="+")

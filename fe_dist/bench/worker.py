@@ -2,7 +2,7 @@
 
 ``fe-bench`` launches it on every rank; a job launched by any other launcher (``srun``, a
 batch system's ``mpirun``) runs the same command on each rank, and ``fe-bench report`` reads
-the job's output. Each rank prints its `RankResult` line (see `fe_dist.bench.results`).
+the job's output. Rank 0 prints every rank's `RankResult` (see `fe_dist.bench.results`).
 
 Variants: ``fe_dist`` (the workload as an fe_dist program, both schedules in turn),
 ``reference`` (the same model, data and per-rank batch in a hand-written Horovod loop,
